@@ -1,0 +1,107 @@
+"""Every constant of wgpy, in one place.
+
+"Specification" constants come from the WireGuard paper (section 6, "Timers & Stateless
+UX"), the kernel's ``messages.h`` and wireguard-go's ``device/constants.go``; they use the
+paper's names and are given in float seconds. "Implementation" constants are our own
+choices (queue sizes, limits), taken from the kernel or wireguard-go where one exists.
+Sizes are derived, never retyped.
+"""
+
+from __future__ import annotations
+
+# ---------------------------------------------------------------------------------------------
+# Specification constants
+# ---------------------------------------------------------------------------------------------
+
+# Noise and WireGuard identity strings (paper section 5.4).
+CONSTRUCTION = b"Noise_IKpsk2_25519_ChaChaPoly_BLAKE2s"
+IDENTIFIER = b"WireGuard v1 zx2c4 Jason@zx2c4.com"
+LABEL_MAC1 = b"mac1----"
+LABEL_COOKIE = b"cookie--"
+
+# Primitive sizes.
+KEY_SIZE = 32  # X25519 keys, ChaCha20 keys, BLAKE2s-256 digests
+HASH_SIZE = 32
+TAG_SIZE = 16  # Poly1305
+MAC_SIZE = 16  # keyed BLAKE2s-128
+TIMESTAMP_SIZE = 12  # TAI64N
+XNONCE_SIZE = 24  # XChaCha20-Poly1305 nonce
+COOKIE_SIZE = 16
+
+
+def encrypted_size(plain: int) -> int:
+    """Length of an AEAD ciphertext of `plain` bytes (kernel `noise_encrypted_len`)."""
+    return plain + TAG_SIZE
+
+
+# Message types (the first byte; the next three are zero).
+MESSAGE_INITIATION = 1
+MESSAGE_RESPONSE = 2
+MESSAGE_COOKIE_REPLY = 3
+MESSAGE_TRANSPORT = 4
+
+# Message sizes, derived from their fields.
+INITIATION_SIZE = 4 + 4 + KEY_SIZE + encrypted_size(KEY_SIZE) + encrypted_size(TIMESTAMP_SIZE) \
+    + 2 * MAC_SIZE
+RESPONSE_SIZE = 4 + 4 + 4 + KEY_SIZE + encrypted_size(0) + 2 * MAC_SIZE
+COOKIE_REPLY_SIZE = 4 + 4 + XNONCE_SIZE + encrypted_size(COOKIE_SIZE)
+TRANSPORT_HEADER_SIZE = 4 + 4 + 8
+TRANSPORT_MIN_SIZE = TRANSPORT_HEADER_SIZE + encrypted_size(0)  # a keepalive
+MESSAGE_PADDING_MULTIPLE = 16
+
+# Counters (kernel messages.h / counter.c: an 8192-bit ring less one word).
+COUNTER_BITS_TOTAL = 8192
+COUNTER_REDUNDANT_BITS = 64
+COUNTER_WINDOW_SIZE = COUNTER_BITS_TOTAL - COUNTER_REDUNDANT_BITS  # 8128
+REKEY_AFTER_MESSAGES = 1 << 60
+REJECT_AFTER_MESSAGES = (1 << 64) - 1 - COUNTER_WINDOW_SIZE - 1
+
+# Timers, in seconds (paper section 6.1).
+REKEY_AFTER_TIME = 120.0
+REJECT_AFTER_TIME = 180.0
+REKEY_ATTEMPT_TIME = 90.0
+REKEY_TIMEOUT = 5.0
+KEEPALIVE_TIMEOUT = 10.0
+REKEY_TIMEOUT_JITTER_MAX = 1.0 / 3.0  # kernel: HZ / 3
+MAX_TIMER_HANDSHAKES = int(REKEY_ATTEMPT_TIME / REKEY_TIMEOUT)  # 18
+NEW_HANDSHAKE_TIMEOUT = KEEPALIVE_TIMEOUT + REKEY_TIMEOUT  # unanswered data -> handshake
+ZERO_KEY_MATERIAL_TIMEOUT = REJECT_AFTER_TIME * 3
+# An initiator whose key is this old re-handshakes on receive ("last minute" rekey).
+REKEY_ON_RECEIVE_AGE = REJECT_AFTER_TIME - KEEPALIVE_TIMEOUT - REKEY_TIMEOUT
+
+# Cookies (paper section 5.4.7; kernel cookie.c).
+COOKIE_SECRET_MAX_AGE = 120.0
+COOKIE_SECRET_LATENCY = 5.0
+COOKIE_VALID_FOR = COOKIE_SECRET_MAX_AGE - COOKIE_SECRET_LATENCY  # on the initiator
+
+# Initiation flood guard per peer (kernel noise.c): one consumed initiation per 20 ms.
+INITIATIONS_PER_SECOND = 50
+INITIATION_MIN_INTERVAL = 1.0 / INITIATIONS_PER_SECOND
+
+# Timestamps are whitened to 2**24 ns so they do not leak the clock (kernel/wireguard-go).
+TAI64N_BASE = (1 << 62) + 10
+TAI64N_WHITENER_NS = 1 << 24
+
+# ---------------------------------------------------------------------------------------------
+# Implementation constants
+# ---------------------------------------------------------------------------------------------
+
+# Handshake rate limiter per source address (kernel ratelimiter.c).
+RATELIMIT_PACKETS_PER_SECOND = 20
+RATELIMIT_PACKETS_BURST = 5
+RATELIMIT_GC_INTERVAL = 1.0  # entries idle this long are forgotten
+RATELIMIT_MAX_ENTRIES = 1 << 16
+
+MAX_PEERS = 1 << 20  # kernel
+MAX_STAGED_PACKETS = 128  # per peer; the oldest is dropped when full
+MAX_QUEUED_INCOMING_HANDSHAKES = 4096
+UNDER_LOAD_THRESHOLD = MAX_QUEUED_INCOMING_HANDSHAKES // 8  # "under load" from this fill level
+UNDER_LOAD_AFTER = 1.0  # stay under load this long after the queue drains (wireguard-go)
+MAX_BATCH = 128  # packets per queue hand-off
+
+DEFAULT_MTU = 1420
+DEFAULT_PORT = 0  # random
+
+# IP header sizes used to bound padding and to read inner packets.
+IPV4_HEADER_MIN = 20
+IPV6_HEADER_SIZE = 40

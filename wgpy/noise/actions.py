@@ -1,0 +1,65 @@
+"""What the sans-IO core asks the device to do, and why it dropped what it dropped.
+
+The core never raises out of the packet path: bad input becomes a `Drop` carrying a reason
+from the closed `DropReason` enum, which the device counts and logs at debug level.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any, Union
+
+__all__ = ["Endpoint", "SendDatagram", "WriteToTun", "Drop", "DropReason", "Schedule",
+           "Action"]
+
+# A socket address exactly as Python's socket module gives and takes it:
+# (host, port) for IPv4, (host, port, flowinfo, scope_id) for IPv6.
+Endpoint = tuple[Any, ...]
+
+
+class DropReason(enum.Enum):
+    INVALID_MESSAGE = "unknown type or wrong length"
+    INVALID_MAC = "invalid mac1 on handshake message"
+    RATE_LIMITED = "handshake rate limit exceeded"
+    NO_PRIVATE_KEY = "interface has no private key"
+    UNKNOWN_PEER = "initiation from an unknown static key"
+    UNKNOWN_INDEX = "unknown receiver index"
+    INVALID_HANDSHAKE = "handshake message failed (authentication, replay, flood or state)"
+    INVALID_COOKIE = "cookie reply does not authenticate"
+    EXPIRED_KEYPAIR = "keypair too old to receive"
+    DECRYPTION_FAILED = "transport data does not authenticate"
+    REPLAYED_COUNTER = "counter replayed or outside the window"
+    INVALID_INNER_PACKET = "decrypted packet is not a valid IP packet"
+    DISALLOWED_SOURCE = "inner source address not in the peer's allowed IPs"
+    NO_ROUTE = "no peer for the destination address"
+    NO_ENDPOINT = "peer has no known endpoint"
+    STAGED_QUEUE_FULL = "staged queue full, oldest packet dropped"
+    HANDSHAKE_GAVE_UP = "handshake did not complete after REKEY_ATTEMPT_TIME"
+
+
+@dataclass(frozen=True, slots=True)
+class SendDatagram:
+    data: bytes
+    endpoint: Endpoint
+
+
+@dataclass(frozen=True, slots=True)
+class WriteToTun:
+    packet: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Drop:
+    reason: DropReason
+    count: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """Call `tick` at this time (or never, if None): the peer's earliest timer changed."""
+
+    at: float | None
+
+
+Action = Union[SendDatagram, WriteToTun, Drop, Schedule]

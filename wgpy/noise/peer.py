@@ -1,0 +1,408 @@
+"""One peer: (bytes, now) in, actions out (kernel peer.c, send.c, receive.c; boringtun Tunn).
+
+Outbound, `send` stages an IP packet and `_send_staged` encrypts everything staged with the
+current keypair; without a usable keypair the packets stay staged (the oldest dropped when
+the queue is full) and a handshake starts. Inbound, the interface hands the peer the
+handshake messages and transport data addressed to it. `tick` runs the timers that are due.
+
+Every method appends to a list of actions and returns it; nothing raises on bad input.
+All timer hooks are called where the kernel calls them, in the same order.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING, Any, Callable
+
+from cryptography.exceptions import InvalidTag
+
+from wgpy import crypto
+from wgpy.constants import (
+    IPV4_HEADER_MIN, IPV6_HEADER_SIZE, MAX_STAGED_PACKETS, MAX_TIMER_HANDSHAKES,
+    MESSAGE_INITIATION, MESSAGE_PADDING_MULTIPLE, MESSAGE_RESPONSE, MESSAGE_TRANSPORT,
+    REJECT_AFTER_MESSAGES, REKEY_AFTER_MESSAGES, REKEY_AFTER_TIME, REKEY_ON_RECEIVE_AGE,
+    REKEY_TIMEOUT, TRANSPORT_HEADER_SIZE, ZERO_KEY_MATERIAL_TIMEOUT,
+)
+from wgpy.messages import TRANSPORT_HEADER, build_initiation, build_response
+from wgpy.noise import timers as T
+from wgpy.noise.actions import Action, Drop, DropReason, Endpoint, SendDatagram, WriteToTun
+from wgpy.noise.actions import Schedule
+from wgpy.noise.cookie import CookieGenerator
+from wgpy.noise.handshake import Handshake, HandshakeError, HandshakeState
+from wgpy.noise.keypair import Keypair, Keypairs
+from wgpy.noise.timers import Timers
+from wgpy.tai64n import timestamp as tai64n_timestamp
+
+if TYPE_CHECKING:
+    from wgpy.noise.interface import Interface
+
+__all__ = ["Peer"]
+
+_PAD = bytes(MESSAGE_PADDING_MULTIPLE)
+
+
+def padding_for(length: int, mtu: int) -> int:
+    """Zero bytes to append so the plaintext is a multiple of 16, never beyond the MTU."""
+    last_unit = length % mtu if mtu and length > mtu else length
+    padded = -(-last_unit // MESSAGE_PADDING_MULTIPLE) * MESSAGE_PADDING_MULTIPLE
+    if mtu:
+        padded = min(padded, mtu)
+    return max(padded - last_unit, 0)
+
+
+def inner_length(packet: bytes) -> int | None:
+    """The IP packet's own length from its header, or None if it is not a sane IP packet."""
+    n = len(packet)
+    version = packet[0] >> 4
+    if version == 4 and n >= IPV4_HEADER_MIN:
+        length = int.from_bytes(packet[2:4], "big")
+        return length if IPV4_HEADER_MIN <= length <= n else None
+    if version == 6 and n >= IPV6_HEADER_SIZE:
+        length = int.from_bytes(packet[4:6], "big") + IPV6_HEADER_SIZE
+        return length if length <= n else None
+    return None
+
+
+def source_address(packet: bytes) -> bytes:
+    return packet[12:16] if packet[0] >> 4 == 4 else packet[8:24]
+
+
+class Peer:
+    """A remote static key with its handshake, keypairs, timers, endpoint and counters."""
+
+    def __init__(self, interface: Interface, public_key: bytes,
+                 jitter: Callable[[], float] | None = None) -> None:
+        self.interface = interface
+        self.public_key = public_key
+        self.handshake = Handshake(interface.identity, public_key)
+        self.keypairs = Keypairs()
+        self.timers = Timers(jitter) if jitter else Timers()
+        self.cookie = CookieGenerator(public_key)
+        self.endpoint: Endpoint | None = None
+        self.staged: deque[bytes] = deque()
+        self.rx_bytes = 0
+        self.tx_bytes = 0
+        self.last_handshake_wall: float | None = None  # epoch seconds
+        self.last_sent_handshake: float | None = None
+        self._handshake_index: int | None = None
+
+    # --- configuration -------------------------------------------------------------------------
+
+    @property
+    def preshared_key(self) -> bytes:
+        return self.handshake.preshared_key
+
+    @preshared_key.setter
+    def preshared_key(self, key: bytes | None) -> None:
+        self.handshake.preshared_key = key or crypto.ZERO_KEY
+
+    @property
+    def persistent_keepalive_interval(self) -> int:
+        return self.timers.persistent_keepalive_interval
+
+    def set_persistent_keepalive(self, interval: int, now: float) -> list[Action]:
+        """Set the interval; turning it on from off sends a keepalive at once (wireguard-go)."""
+        was = self.timers.persistent_keepalive_interval
+        self.timers.persistent_keepalive_interval = interval
+        out: list[Action] = []
+        if interval and not was:
+            self._send_keepalive(now, out)
+        return self._done(out, None)
+
+    # --- entry points --------------------------------------------------------------------------
+
+    def send(self, packet: bytes, now: float) -> list[Action]:
+        """Stage an IP packet read from the TUN and send whatever can be sent."""
+        before = self.timers.next_deadline()
+        out: list[Action] = []
+        self._stage(packet, out)
+        self._send_staged(now, out)
+        return self._done(out, before)
+
+    def send_keepalive(self, now: float) -> list[Action]:
+        before = self.timers.next_deadline()
+        out: list[Action] = []
+        self._send_keepalive(now, out)
+        return self._done(out, before)
+
+    def initiate(self, now: float) -> list[Action]:
+        """Start a handshake now (rate-limited to one per REKEY_TIMEOUT)."""
+        before = self.timers.next_deadline()
+        out: list[Action] = []
+        self._send_handshake_initiation(now, False, out)
+        return self._done(out, before)
+
+    def tick(self, now: float) -> list[Action]:
+        """Run every timer due at `now`."""
+        before = self.timers.next_deadline()
+        out: list[Action] = []
+        timers = self.timers
+        for name in timers.expired(now):
+            if name == T.RETRANSMIT_HANDSHAKE:
+                if timers.handshake_attempts > MAX_TIMER_HANDSHAKES:
+                    timers.delete(T.SEND_KEEPALIVE)
+                    if self.staged:
+                        out.append(Drop(DropReason.HANDSHAKE_GAVE_UP, len(self.staged)))
+                        self.staged.clear()
+                    if not timers.pending(T.ZERO_KEY_MATERIAL):
+                        timers.mod(T.ZERO_KEY_MATERIAL, now + ZERO_KEY_MATERIAL_TIMEOUT)
+                else:
+                    timers.handshake_attempts += 1
+                    self._send_handshake_initiation(now, True, out)
+            elif name == T.SEND_KEEPALIVE:
+                self._send_keepalive(now, out)
+                if timers.need_another_keepalive:
+                    timers.need_another_keepalive = False
+                    timers.data_received(now)
+            elif name == T.NEW_HANDSHAKE:
+                self._send_handshake_initiation(now, False, out)
+            elif name == T.ZERO_KEY_MATERIAL:
+                self.zero_key_material()
+            elif name == T.PERSISTENT_KEEPALIVE:
+                if timers.persistent_keepalive_interval:
+                    self._send_keepalive(now, out)
+        return self._done(out, before)
+
+    def zero_key_material(self) -> None:
+        """Forget the handshake and every keypair (and their receiver indices)."""
+        self._forget_handshake_index()
+        self.handshake.clear()
+        self._forget(self.keypairs.clear())
+
+    def stop(self) -> None:
+        """The peer is removed or the interface goes down: timers off, keys and queue gone."""
+        self.timers.stop()
+        self.zero_key_material()
+        self.staged.clear()
+
+    # --- handshake messages from the interface -------------------------------------------------
+
+    def consume_initiation(self, ck: bytes, h: bytes, msg: Any, raw: bytes, src: Endpoint,
+                           now: float) -> list[Action]:
+        """An initiation whose static key is ours to answer: finish it and respond."""
+        before = self.timers.next_deadline()
+        out: list[Action] = []
+        try:
+            self.handshake.consume_initiation(ck, h, msg.ephemeral, msg.timestamp, msg.sender,
+                                              now)
+        except HandshakeError:
+            out.append(Drop(DropReason.INVALID_HANDSHAKE))
+            return out
+        self.endpoint = src
+        self._send_handshake_response(now, out)
+        self._authenticated_received(len(raw), now)
+        return self._done(out, before)
+
+    def consume_response(self, msg: Any, raw: bytes, src: Endpoint,
+                         now: float) -> list[Action]:
+        before = self.timers.next_deadline()
+        out: list[Action] = []
+        try:
+            self.handshake.consume_response(msg.ephemeral, msg.empty, msg.sender)
+        except HandshakeError:
+            out.append(Drop(DropReason.INVALID_HANDSHAKE))
+            return out
+        self.endpoint = src
+        if self._begin_session(now):
+            self.timers.session_derived(now)
+            self._handshake_complete(now)
+            self._send_keepalive(now, out)
+        self._authenticated_received(len(raw), now)
+        return self._done(out, before)
+
+    def consume_cookie_reply(self, raw: bytes, now: float) -> list[Action]:
+        """Store the cookie for the next retry; a cookie reply never moves the endpoint."""
+        if not self.cookie.consume_reply(raw, now):
+            return [Drop(DropReason.INVALID_COOKIE)]
+        return []
+
+    # --- transport data ------------------------------------------------------------------------
+
+    def consume_data(self, keypair: Keypair, data: bytes, src: Endpoint,
+                     now: float) -> list[Action]:
+        """Decrypt, check the counter, confirm keys, filter by allowed IPs, deliver."""
+        if not keypair.can_receive(now):
+            keypair.receiving_valid = False
+            return [Drop(DropReason.EXPIRED_KEYPAIR)]
+        _, _, counter = TRANSPORT_HEADER.unpack_from(data)
+        try:
+            plain = keypair.recv.decrypt(crypto.aead_nonce(counter),
+                                         data[TRANSPORT_HEADER_SIZE:], None)
+        except InvalidTag:
+            return [Drop(DropReason.DECRYPTION_FAILED)]
+        if not keypair.replay.validate(counter, REJECT_AFTER_MESSAGES):
+            return [Drop(DropReason.REPLAYED_COUNTER)]
+        before = self.timers.next_deadline()
+        out: list[Action] = []
+        self.endpoint = src
+        rotated, dropped = self.keypairs.received_with(keypair)
+        if rotated:
+            self._forget(dropped)
+            self._handshake_complete(now)
+            self._send_staged(now, out)
+        self._keep_key_fresh_on_receive(now, out)
+        self._authenticated_received(len(data), now)
+        if plain:
+            self.timers.data_received(now)
+            length = inner_length(plain)
+            if length is None:
+                out.append(Drop(DropReason.INVALID_INNER_PACKET))
+            else:
+                packet = plain[:length]
+                if self.interface.allowed_ips.lookup(source_address(packet)) is not self:
+                    out.append(Drop(DropReason.DISALLOWED_SOURCE))
+                else:
+                    out.append(WriteToTun(packet))
+        return self._done(out, before)
+
+    # --- internals -----------------------------------------------------------------------------
+
+    def _done(self, out: list[Action], before: float | None) -> list[Action]:
+        after = self.timers.next_deadline()
+        if after != before:
+            out.append(Schedule(after))
+        return out
+
+    def _forget(self, keypairs: list[Keypair]) -> None:
+        for kp in keypairs:
+            self.interface.index.remove(kp.local_index)
+
+    def _forget_handshake_index(self) -> None:
+        if self._handshake_index is not None:
+            self.interface.index.remove(self._handshake_index)
+            self._handshake_index = None
+
+    def _new_handshake_index(self) -> int:
+        self._forget_handshake_index()
+        self._handshake_index = self.interface.index.new((self, None))
+        self.handshake.local_index = self._handshake_index
+        return self._handshake_index
+
+    def _transmit(self, data: bytes, out: list[Action]) -> None:
+        if self.endpoint is None:
+            out.append(Drop(DropReason.NO_ENDPOINT))
+            return
+        self.tx_bytes += len(data)
+        out.append(SendDatagram(data, self.endpoint))
+
+    def _authenticated_received(self, length: int, now: float) -> None:
+        self.rx_bytes += length
+        self.timers.any_authenticated_packet_received(now)
+        self.timers.any_authenticated_packet_traversal(now)
+
+    def _handshake_complete(self, now: float) -> None:
+        self.timers.handshake_complete(now)
+        self.last_handshake_wall = now + self.interface.wall_offset
+
+    def _begin_session(self, now: float) -> bool:
+        """Turn the finished handshake into a keypair that takes over its receiver index."""
+        try:
+            send_key, recv_key, initiator, remote_index = self.handshake.begin_session()
+        except HandshakeError:
+            return False
+        assert self._handshake_index is not None
+        keypair = Keypair(send_key, recv_key, initiator, self._handshake_index, remote_index,
+                          now)
+        self.interface.index.replace(self._handshake_index, (self, keypair))
+        self._handshake_index = None
+        self._forget(self.keypairs.add(keypair))
+        return True
+
+    def _send_handshake_initiation(self, now: float, is_retry: bool,
+                                   out: list[Action]) -> None:
+        if not is_retry:
+            self.timers.handshake_attempts = 0
+        if self.last_sent_handshake is not None and now < self.last_sent_handshake + REKEY_TIMEOUT:
+            return
+        wall_ns = int((now + self.interface.wall_offset) * 1e9)
+        try:
+            e_pub, static_ct, ts_ct = self.handshake.create_initiation(
+                tai64n_timestamp(wall_ns))
+        except HandshakeError:
+            return  # no private key, or the peer's key is a low-order point: send nothing
+        msg = build_initiation(self._new_handshake_index(), e_pub, static_ct, ts_ct)
+        self.cookie.add_macs(msg, MESSAGE_INITIATION, now)
+        self.timers.any_authenticated_packet_traversal(now)
+        self.timers.any_authenticated_packet_sent(now)
+        self.last_sent_handshake = now
+        self._transmit(bytes(msg), out)
+        self.timers.handshake_initiated(now)
+
+    def _send_handshake_response(self, now: float, out: list[Action]) -> None:
+        try:
+            e_pub, empty_ct = self.handshake.create_response()
+        except HandshakeError:
+            return
+        msg = build_response(self._new_handshake_index(), self.handshake.remote_index, e_pub,
+                             empty_ct)
+        self.cookie.add_macs(msg, MESSAGE_RESPONSE, now)
+        if self._begin_session(now):
+            self.timers.session_derived(now)
+            self.timers.any_authenticated_packet_traversal(now)
+            self.timers.any_authenticated_packet_sent(now)
+            self.last_sent_handshake = now
+            self._transmit(bytes(msg), out)
+
+    def _stage(self, packet: bytes, out: list[Action]) -> None:
+        if len(self.staged) >= MAX_STAGED_PACKETS:
+            self.staged.popleft()  # latency over bufferbloat: drop the oldest
+            out.append(Drop(DropReason.STAGED_QUEUE_FULL))
+        self.staged.append(packet)
+
+    def _send_keepalive(self, now: float, out: list[Action]) -> None:
+        if not self.staged:
+            self.staged.append(b"")
+        self._send_staged(now, out)
+
+    def _send_staged(self, now: float, out: list[Action]) -> None:
+        keypair = self.keypairs.current
+        if keypair is None or not keypair.can_send(now):
+            if keypair is not None:
+                keypair.sending_valid = False
+            self._send_handshake_initiation(now, False, out)
+            return
+        if not self.staged:
+            return
+        packets = list(self.staged)
+        self.staged.clear()
+        if keypair.send_counter + len(packets) > REJECT_AFTER_MESSAGES:
+            keypair.sending_valid = False
+            self.staged.extend(packets)
+            self._send_handshake_initiation(now, False, out)
+            return
+        self.timers.any_authenticated_packet_traversal(now)
+        self.timers.any_authenticated_packet_sent(now)
+        data_sent = False
+        mtu = self.interface.mtu
+        for packet in packets:
+            self._transmit(self._encrypt(keypair, packet, mtu), out)
+            data_sent = data_sent or bool(packet)
+        if data_sent:
+            self.timers.data_sent(now)
+        self._keep_key_fresh_on_send(now, out)
+
+    def _encrypt(self, keypair: Keypair, packet: bytes, mtu: int) -> bytes:
+        counter = keypair.next_counter()
+        pad = padding_for(len(packet), mtu)
+        plain = packet + _PAD[:pad] if pad else packet
+        return (TRANSPORT_HEADER.pack(MESSAGE_TRANSPORT, keypair.remote_index, counter)
+                + keypair.send.encrypt(crypto.aead_nonce(counter), plain, None))
+
+    def _keep_key_fresh_on_send(self, now: float, out: list[Action]) -> None:
+        kp = self.keypairs.current
+        if kp is not None and kp.sending_valid and (
+                kp.send_counter > REKEY_AFTER_MESSAGES
+                or (kp.initiator and now >= kp.created + REKEY_AFTER_TIME)):
+            self._send_handshake_initiation(now, False, out)
+
+    def _keep_key_fresh_on_receive(self, now: float, out: list[Action]) -> None:
+        kp = self.keypairs.current
+        if (kp is not None and kp.sending_valid and kp.initiator
+                and now >= kp.created + REKEY_ON_RECEIVE_AGE
+                and not self.timers.sent_lastminute_handshake):
+            self.timers.sent_lastminute_handshake = True
+            self._send_handshake_initiation(now, False, out)
+
+    @property
+    def handshake_in_progress(self) -> bool:
+        return self.handshake.state is HandshakeState.CREATED_INITIATION
