@@ -13,7 +13,9 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import os
 import struct
 
 from cryptography.exceptions import InvalidTag
@@ -56,17 +58,24 @@ def clamp(private: bytes) -> bytes:
 
 
 def generate_private_key() -> bytes:
-    return clamp(X25519PrivateKey.generate().private_bytes_raw())
+    return clamp(os.urandom(KEY_SIZE))
+
+
+@functools.lru_cache(maxsize=1024)
+def _private_key(private: bytes) -> X25519PrivateKey:
+    """Loading a private key costs a scalar multiplication (the public key): keep the
+    recent ones, so an ephemeral or static key is loaded once, not once per DH."""
+    return X25519PrivateKey.from_private_bytes(private)
 
 
 def public_key(private: bytes) -> bytes:
-    return X25519PrivateKey.from_private_bytes(private).public_key().public_bytes_raw()
+    return _private_key(private).public_key().public_bytes_raw()
 
 
 def dh(private: bytes, public: bytes) -> bytes:
     """DH(private, public); raises CryptoError on an all-zero result (a low-order point)."""
     try:
-        shared = X25519PrivateKey.from_private_bytes(private).exchange(
+        shared = _private_key(private).exchange(
             X25519PublicKey.from_public_bytes(public))
     except ValueError as exc:  # cryptography refuses an all-zero shared secret
         raise CryptoError("low-order point") from exc
@@ -115,7 +124,9 @@ def mac(key: bytes, data: bytes) -> bytes:
 
 
 def hmac(key: bytes, data: bytes) -> bytes:
-    """HMAC-BLAKE2s-256 (RFC 2104); keys are at most 32 bytes here, shorter than a block."""
+    """HMAC-BLAKE2s-256 (RFC 2104)."""
+    if len(key) > _BLOCK:
+        key = hashlib.blake2s(key).digest()
     k = key.ljust(_BLOCK, b"\0")
     inner = hashlib.blake2s(k.translate(_IPAD) + data).digest()
     return hashlib.blake2s(k.translate(_OPAD) + inner).digest()

@@ -1,0 +1,51 @@
+"""The core is sans-IO: only wgpy/device/, wgpy/cli.py and uapi/client.py may touch sockets,
+threads, fds, the clock or netlink. This test fails if any other module imports them."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+FORBIDDEN = {"socket", "select", "selectors", "threading", "fcntl", "time", "pyroute2",
+             "asyncio", "subprocess"}
+ALLOWED = ("wgpy/device/", "wgpy/cli.py", "uapi/client.py")
+
+
+def imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), str(path))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def core_files() -> list[Path]:
+    files = sorted((ROOT / "wgpy").rglob("*.py")) + sorted((ROOT / "uapi").rglob("*.py"))
+    return [f for f in files if not str(f.relative_to(ROOT)).startswith(ALLOWED)]
+
+
+def test_core_is_sans_io() -> None:
+    files = core_files()
+    assert len(files) >= 10  # the scan really looks at the core
+    leaks = {str(f.relative_to(ROOT)): sorted(imported_modules(f) & FORBIDDEN) for f in files}
+    assert {k: v for k, v in leaks.items() if v} == {}
+
+
+def test_layering_check_catches_a_leak(tmp_path: Path) -> None:
+    bad = tmp_path / "leaky.py"
+    bad.write_text("import socket\nfrom time import monotonic\n")
+    assert imported_modules(bad) & FORBIDDEN == {"socket", "time"}
+
+
+def test_uapi_never_imports_wgpy() -> None:
+    for f in sorted((ROOT / "uapi").rglob("*.py")):
+        assert "wgpy" not in imported_modules(f), f
+
+
+def test_no_source_file_over_700_lines() -> None:
+    for f in sorted((ROOT / "wgpy").rglob("*.py")) + sorted((ROOT / "uapi").rglob("*.py")):
+        assert len(f.read_text().splitlines()) <= 700, f
