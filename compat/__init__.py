@@ -1,0 +1,1 @@
+"""Compatibility tests against the stock WireGuard tools (wg, wg-quick, wireguard-go)."""
