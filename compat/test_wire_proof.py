@@ -32,7 +32,7 @@ from wgpy.constants import (
     COOKIE_REPLY_SIZE, INITIATION_SIZE, MAC_SIZE, MESSAGE_COOKIE_REPLY, MESSAGE_INITIATION,
     MESSAGE_RESPONSE, MESSAGE_TRANSPORT, REKEY_TIMEOUT, RESPONSE_SIZE, TRANSPORT_MIN_SIZE,
 )
-from wgpy.noise.actions import Action, Drop, SendDatagram, WriteToTun
+from wgpy.noise.actions import Action, Drop, SendBatch, SendDatagram, WriteToTun
 from wgpy.noise.interface import Interface
 
 pytestmark = pytest.mark.root
@@ -50,7 +50,14 @@ def sender_index(data: bytes) -> bytes:
 
 
 def datagrams(actions: list[Action]) -> list[SendDatagram]:
-    return [a for a in actions if isinstance(a, SendDatagram)]
+    """Every datagram the actions send, a batch of transport data flattened."""
+    out: list[SendDatagram] = []
+    for a in actions:
+        if isinstance(a, SendDatagram):
+            out.append(a)
+        elif isinstance(a, SendBatch):
+            out.extend(SendDatagram(d, a.endpoint) for d in a.datagrams)
+    return out
 
 
 @dataclass
@@ -71,10 +78,10 @@ class Core:
     def carry_out(self, actions: list[Action]) -> list[bytes]:
         """Send the datagrams, remember the drops; return the packets for the TUN."""
         tun: list[bytes] = []
+        for sd in datagrams(actions):
+            self.sock.sendto(sd.data, sd.endpoint)
         for action in actions:
-            if isinstance(action, SendDatagram):
-                self.sock.sendto(action.data, action.endpoint)
-            elif isinstance(action, WriteToTun):
+            if isinstance(action, WriteToTun):
                 tun.append(action.packet)
             elif isinstance(action, Drop):
                 self.drops.append(action)

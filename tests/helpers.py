@@ -7,7 +7,7 @@ import ipaddress
 from dataclasses import dataclass, field
 
 from wgpy import crypto
-from wgpy.noise.actions import Action, Drop, DropReason, SendDatagram, WriteToTun
+from wgpy.noise.actions import Action, Drop, DropReason, SendBatch, SendDatagram, WriteToTun
 from wgpy.noise.interface import Interface
 from wgpy.noise.peer import Peer
 
@@ -30,7 +30,13 @@ def ipv6(src: str, dst: str, payload: bytes = b"hello6") -> bytes:
 
 
 def sent(actions: list[Action]) -> list[bytes]:
-    return [a.data for a in actions if isinstance(a, SendDatagram)]
+    out: list[bytes] = []
+    for a in actions:
+        if isinstance(a, SendDatagram):
+            out.append(a.data)
+        elif isinstance(a, SendBatch):
+            out.extend(a.datagrams)
+    return out
 
 
 def written(actions: list[Action]) -> list[bytes]:
@@ -38,7 +44,7 @@ def written(actions: list[Action]) -> list[bytes]:
 
 
 def drops(actions: list[Action]) -> list[DropReason]:
-    return [a.reason for a in actions if isinstance(a, Drop)]
+    return [a.reason for a in actions if isinstance(a, Drop) for _ in range(a.count)]
 
 
 @dataclass

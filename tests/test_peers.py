@@ -222,3 +222,33 @@ def test_transport_header_fast_path_names_the_keypair() -> None:
     kind, receiver, counter = TRANSPORT_HEADER.unpack_from(data)
     assert (kind, counter) == (4, 1)  # counter 0 was A's keepalive confirming the session
     assert receiver == p.pb.keypairs.next.local_index  # type: ignore[union-attr]
+
+
+def test_batches_both_ways_keep_order_and_count_drops() -> None:
+    p = Pair()
+    p.handshake(0.0)
+    packets = [ipv4(IP_A, IP_B, i.to_bytes(2, "big") * 50) for i in range(40)]
+    datagrams = sent(p.pa.send_batch(packets, 1.0))
+    assert len(datagrams) == 40
+    keypair = p.pb.keypairs.current
+    assert keypair is not None
+    bad = bytearray(datagrams[3])
+    bad[-1] ^= 1
+    batch = datagrams[:3] + [bytes(bad)] + datagrams[3:] + [datagrams[0]]
+    got, actions = p.pb.consume_data_batch(keypair, batch, EP_A, 1.0)
+    assert got == packets
+    assert sorted(drops(actions), key=str) == [DropReason.DECRYPTION_FAILED,
+                                               DropReason.REPLAYED_COUNTER]
+    assert p.pb.rx_bytes >= sum(map(len, datagrams))
+
+
+def test_batch_on_next_keypair_confirms_it() -> None:
+    p = Pair()
+    init = sent(p.pa.initiate(0.0))
+    resp = sent(p.to_b(init, 0.0))
+    first = sent(p.to_a(resp, 0.0))  # A's keepalive, not yet delivered
+    more = sent(p.pa.send_batch([ipv4(IP_A, IP_B)] * 3, 0.1))
+    nxt = p.pb.keypairs.next
+    assert nxt is not None
+    got, _ = p.pb.consume_data_batch(nxt, first + more, EP_A, 0.2)
+    assert len(got) == 3 and p.pb.keypairs.current is nxt and p.pb.keypairs.next is None

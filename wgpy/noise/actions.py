@@ -10,7 +10,7 @@ import enum
 from dataclasses import dataclass
 from typing import Any, Union
 
-__all__ = ["Endpoint", "SendDatagram", "WriteToTun", "Drop", "DropReason", "Schedule",
+__all__ = ["Endpoint", "SendDatagram", "SendBatch", "WriteToTun", "Drop", "DropReason", "Schedule",
            "Action"]
 
 # A socket address exactly as Python's socket module gives and takes it:
@@ -45,6 +45,14 @@ class SendDatagram:
 
 
 @dataclass(frozen=True, slots=True)
+class SendBatch:
+    """Transport data for one endpoint, in counter order (a candidate for UDP GSO)."""
+
+    datagrams: list[bytes]
+    endpoint: Endpoint
+
+
+@dataclass(frozen=True, slots=True)
 class WriteToTun:
     packet: bytes
 
@@ -62,4 +70,4 @@ class Schedule:
     at: float | None
 
 
-Action = Union[SendDatagram, WriteToTun, Drop, Schedule]
+Action = Union[SendDatagram, SendBatch, WriteToTun, Drop, Schedule]

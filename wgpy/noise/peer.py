@@ -25,8 +25,8 @@ from wgpy.constants import (
 )
 from wgpy.messages import TRANSPORT_HEADER, build_initiation, build_response
 from wgpy.noise import timers as T
-from wgpy.noise.actions import Action, Drop, DropReason, Endpoint, SendDatagram, WriteToTun
-from wgpy.noise.actions import Schedule
+from wgpy.noise.actions import Action, Drop, DropReason, Endpoint, Schedule, SendBatch
+from wgpy.noise.actions import SendDatagram, WriteToTun
 from wgpy.noise.cookie import CookieGenerator
 from wgpy.noise.handshake import Handshake, HandshakeError, HandshakeState
 from wgpy.noise.keypair import Keypair, Keypairs
@@ -116,6 +116,15 @@ class Peer:
         before = self.timers.next_deadline()
         out: list[Action] = []
         self._stage(packet, out)
+        self._send_staged(now, out)
+        return self._done(out, before)
+
+    def send_batch(self, packets: list[bytes], now: float) -> list[Action]:
+        """Stage many IP packets at once and send them in one pass (one set of timer hooks)."""
+        before = self.timers.next_deadline()
+        out: list[Action] = []
+        for packet in packets:
+            self._stage(packet, out)
         self._send_staged(now, out)
         return self._done(out, before)
 
@@ -255,6 +264,63 @@ class Peer:
                     out.append(WriteToTun(packet))
         return self._done(out, before)
 
+    def consume_data_batch(self, keypair: Keypair, datagrams: list[bytes], src: Endpoint,
+                           now: float) -> tuple[list[bytes], list[Action]]:
+        """`consume_data` for many datagrams under one keypair from one source: the same
+        checks per packet, the bookkeeping (roaming, key confirmation, timers) once.
+
+        Returns (IP packets for the TUN, in order; other actions).
+        """
+        if not keypair.can_receive(now):
+            keypair.receiving_valid = False
+            return [], [Drop(DropReason.EXPIRED_KEYPAIR, len(datagrams))]
+        decrypt, validate = keypair.recv.decrypt, keypair.replay.validate
+        lookup, unpack, nonce = self.interface.allowed_ips.lookup, TRANSPORT_HEADER.unpack_from, \
+            crypto.aead_nonce
+        packets: list[bytes] = []
+        drops: dict[DropReason, int] = {}
+        authenticated = received = 0
+        for data in datagrams:
+            counter = unpack(data)[2]
+            try:
+                plain = decrypt(nonce(counter), data[TRANSPORT_HEADER_SIZE:], None)
+            except InvalidTag:
+                drops[DropReason.DECRYPTION_FAILED] = drops.get(DropReason.DECRYPTION_FAILED, 0) + 1
+                continue
+            if not validate(counter, REJECT_AFTER_MESSAGES):
+                drops[DropReason.REPLAYED_COUNTER] = drops.get(DropReason.REPLAYED_COUNTER, 0) + 1
+                continue
+            authenticated += 1
+            received += len(data)
+            if not plain:
+                continue  # keepalive
+            length = inner_length(plain)
+            if length is None:
+                reason = DropReason.INVALID_INNER_PACKET
+            elif lookup(source_address(plain)) is not self:
+                reason = DropReason.DISALLOWED_SOURCE
+            else:
+                packets.append(plain if length == len(plain) else plain[:length])
+                continue
+            drops[reason] = drops.get(reason, 0) + 1
+        out: list[Action] = [Drop(reason, n) for reason, n in drops.items()]
+        if not authenticated:
+            return packets, out
+        before = self.timers.next_deadline()
+        self.endpoint = src
+        rotated, dropped = self.keypairs.received_with(keypair)
+        if rotated:
+            self._forget(dropped)
+            self._handshake_complete(now)
+            self._send_staged(now, out)
+        self._keep_key_fresh_on_receive(now, out)
+        self.rx_bytes += received
+        self.timers.any_authenticated_packet_received(now)
+        self.timers.any_authenticated_packet_traversal(now)
+        if packets or any(r is not DropReason.DECRYPTION_FAILED for r in drops):
+            self.timers.data_received(now)
+        return packets, self._done(out, before)
+
     # --- internals -----------------------------------------------------------------------------
 
     def _done(self, out: list[Action], before: float | None) -> list[Action]:
@@ -372,13 +438,15 @@ class Peer:
             return
         self.timers.any_authenticated_packet_traversal(now)
         self.timers.any_authenticated_packet_sent(now)
-        data_sent = False
         mtu = self.interface.mtu
-        for packet in packets:
-            self._transmit(self._encrypt(keypair, packet, mtu), out)
-            data_sent = data_sent or bool(packet)
-        if data_sent:
-            self.timers.data_sent(now)
+        datagrams = [self._encrypt(keypair, packet, mtu) for packet in packets]
+        if self.endpoint is None:
+            out.append(Drop(DropReason.NO_ENDPOINT, len(datagrams)))
+        else:
+            self.tx_bytes += sum(map(len, datagrams))
+            out.append(SendBatch(datagrams, self.endpoint))
+            if any(packets):
+                self.timers.data_sent(now)
         self._keep_key_fresh_on_send(now, out)
 
     def _encrypt(self, keypair: Keypair, packet: bytes, mtu: int) -> bytes:
