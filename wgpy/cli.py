@@ -1,29 +1,107 @@
-"""The wireguard-go-compatible command line: `wgpy [-f|--foreground] IFNAME`, `--version`.
+"""The wireguard-go-compatible command line and daemonization.
 
-The daemon (TUN, UDP, UAPI socket) is not built yet; until it is, `wgpy IFNAME` says so
-and exits 1 rather than pretending to run.
+    wgpy [-f|--foreground] IFNAME      wgpy --version      wgpy --help
+
+Startup order is wireguard-go's, because wg-quick runs `wg setconf` the moment we exit:
+create the TUN (or adopt WG_TUN_FD), open the UAPI socket (or adopt WG_UAPI_FD), and
+only then, unless in the foreground (-f or WG_PROCESS_FOREGROUND=1), re-execute ourselves
+with both fds inherited and exit 0. The background copy builds the device and runs until
+SIGTERM or SIGINT, the deletion of its TUN, or the deletion of its socket file; it then
+unlinks the socket and exits 0. Setup failures exit 1 with one clear line.
 """
 
 from __future__ import annotations
 
+import faulthandler
+import os
+import signal
+import socket
+import subprocess
 import sys
+import threading
 
 from wgpy import __version__
+from wgpy.device.device import Device
+from wgpy.device.ipc import SocketInUse, UapiServer, listen
+from wgpy.device.log import SILENT, Logger, level_from_env
+from wgpy.device.netlink import watch_link
+from wgpy.device.tun import Tun, TunError
 
 USAGE = "Usage: wgpy [-f/--foreground] INTERFACE-NAME\n       wgpy --version\n"
+EXIT_SETUP_FAILED = 1
+ENV_TUN_FD, ENV_UAPI_FD, ENV_FOREGROUND = "WG_TUN_FD", "WG_UAPI_FD", "WG_PROCESS_FOREGROUND"
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if args in (["--version"], ["-v"]):
-        print(f"wgpy v{__version__}\n\nWireGuard in Python, a drop-in for wireguard-go.")
+        print(f"wgpy v{__version__}\n\nUserspace WireGuard in Python, a drop-in for "
+              "wireguard-go.")
         return 0
-    if not args or args[0] in ("-h", "--help") or len(args) > 2:
+    foreground = os.environ.get(ENV_FOREGROUND) == "1"
+    if len(args) == 2 and args[0] in ("-f", "--foreground"):
+        foreground, args = True, args[1:]
+    if len(args) != 1 or args[0].startswith("-"):
         sys.stderr.write(USAGE)
-        return 0  # like wireguard-go: a usage error prints the usage and exits 0
-    sys.stderr.write("wgpy: the daemon (TUN, UDP and UAPI socket) is not implemented yet; "
-                     "only the protocol core is.\n")
-    return 1
+        return 0  # wireguard-go prints the usage and exits 0
+    name = args[0]
+    log = Logger(name, level_from_env(os.environ.get("LOG_LEVEL")))
+
+    try:
+        tun = Tun.adopt(int(os.environ[ENV_TUN_FD])) if ENV_TUN_FD in os.environ \
+            else Tun.create(name)
+    except (TunError, ValueError) as exc:
+        log.error("Failed to create TUN device: %s", exc)
+        return EXIT_SETUP_FAILED
+    name = tun.name
+    try:
+        uapi = socket.socket(fileno=int(os.environ[ENV_UAPI_FD])) if ENV_UAPI_FD in os.environ \
+            else listen(name)
+    except (OSError, SocketInUse, ValueError) as exc:
+        log.error("UAPI listen error: %s", exc)
+        tun.close()
+        return EXIT_SETUP_FAILED
+
+    if not foreground:
+        return _daemonize(args, tun, uapi, log)
+    return _run(tun, uapi, log)
+
+
+def _daemonize(args: list[str], tun: Tun, uapi: socket.socket, log: Logger) -> int:
+    env = dict(os.environ, **{ENV_TUN_FD: str(tun.fd), ENV_UAPI_FD: str(uapi.fileno()),
+                              ENV_FOREGROUND: "1"})
+    quiet = log.level == SILENT or "LOG_LEVEL" not in os.environ
+    stdio = subprocess.DEVNULL if quiet else None
+    try:
+        subprocess.Popen([sys.executable, "-m", "wgpy", *args], env=env,
+                         pass_fds=(tun.fd, uapi.fileno()), stdin=subprocess.DEVNULL,
+                         stdout=stdio, stderr=stdio, start_new_session=True)
+    except OSError as exc:
+        log.error("Failed to daemonize: %s", exc)
+        return EXIT_SETUP_FAILED
+    return 0
+
+
+def _run(tun: Tun, uapi: socket.socket, log: Logger) -> int:
+    device = Device(tun, log)
+    server = UapiServer(device, uapi)
+
+    def on_signal(signum: int, _frame: object) -> None:
+        device.stop(f"signal {signal.Signals(signum).name}")
+
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # thread dump for debugging
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    device.start()
+    for name, body in (("uapi_accept", server.serve), ("netlink", lambda: watch_link(device))):
+        threading.Thread(target=body, name=name, daemon=True).start()
+    log.verbose("Device started")
+    while not device.stopped.wait(0.5):
+        pass
+    log.verbose("Shutting down: %s", device.stop_reason)
+    server.close()
+    device.close()
+    return 0
 
 
 if __name__ == "__main__":

@@ -72,7 +72,7 @@ class Interface:
         self.cookie_checker.set_public(identity.public)
         for peer in self.peers.values():
             peer.handshake.precompute_static_static()
-            peer.keypairs.expire_current()
+            peer.expire_current_keypairs()
 
     def add_peer(self, public_key: bytes) -> Peer:
         peer = self.peers.get(public_key)

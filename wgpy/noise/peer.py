@@ -178,6 +178,14 @@ class Peer:
         self.handshake.clear()
         self._forget(self.keypairs.clear())
 
+    def expire_current_keypairs(self) -> None:
+        """Our private key changed: drop the half-done handshake, stop sending with the
+        current keys, and allow a new initiation at once (wireguard-go)."""
+        self._forget_handshake_index()
+        self.handshake.clear()
+        self.last_sent_handshake = None
+        self.keypairs.expire_current()
+
     def stop(self) -> None:
         """The peer is removed or the interface goes down: timers off, keys and queue gone."""
         self.timers.stop()
@@ -421,13 +429,13 @@ class Peer:
         self._send_staged(now, out)
 
     def _send_staged(self, now: float, out: list[Action]) -> None:
+        if not self.staged:
+            return
         keypair = self.keypairs.current
         if keypair is None or not keypair.can_send(now):
             if keypair is not None:
                 keypair.sending_valid = False
             self._send_handshake_initiation(now, False, out)
-            return
-        if not self.staged:
             return
         packets = list(self.staged)
         self.staged.clear()

@@ -1,0 +1,238 @@
+"""UDP: an IPv4 and an IPv6 socket on one port, as wireguard-go's StdNetBind.
+
+- `open(port)` binds both families to the same port (0 picks a random one; a random port
+  taken on IPv6 is retried, as wireguard-go does up to 100 times). EAFNOSUPPORT on either
+  family is tolerated, so a host without IPv6 still works.
+- `fwmark` sets SO_MARK on both sockets (needs CAP_NET_ADMIN); 0 is a no-op if unchanged.
+- Sticky source addresses: IP_PKTINFO / IPV6_RECVPKTINFO tell which local address a
+  datagram arrived on; replies to that endpoint leave from the same address.
+- Batching: UDP GRO on receive (one recvmsg, many datagrams, split by the segment size)
+  and UDP GSO on send (one sendmsg, up to 64 equal-sized datagrams). Either is switched
+  off for good the first time the kernel refuses it.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import struct
+from typing import Any
+
+__all__ = ["Bind", "Endpoint"]
+
+Endpoint = tuple[Any, ...]
+SOL_UDP = 17
+UDP_SEGMENT = 103
+UDP_GRO = 104
+SO_MARK = 36
+IP_PKTINFO = 8  # not in Python 3.11's socket module
+SO_RCVBUFFORCE = 33
+SO_SNDBUFFORCE = 32
+SOCKET_BUFFER = 7 << 20  # wireguard-go f26efb6: 7 MB
+GSO_MAX_SEGMENTS = 64
+GSO_MAX_BYTES = 65507
+RECV_BUFFER = 1 << 16
+_ANC = socket.CMSG_SPACE(4) + socket.CMSG_SPACE(20) + 64
+_IN_PKTINFO = struct.Struct("=I4s4s")
+_IN6_PKTINFO = struct.Struct("=16sI")
+_SEGMENT = struct.Struct("=H")
+_INT = struct.Struct("=i")
+
+
+class Bind:
+    """The two UDP sockets of a device, their port, mark and sticky sources."""
+
+    def __init__(self) -> None:
+        self.sock4: socket.socket | None = None
+        self.sock6: socket.socket | None = None
+        self.port = 0
+        self.fwmark = 0
+        self.gso = True
+        self.gro = True
+        # remote endpoint -> (local address bytes, ifindex) it last reached us on
+        self.sources: dict[Endpoint, tuple[bytes, int]] = {}
+        self._buf = bytearray(RECV_BUFFER)
+        self._view = memoryview(self._buf)
+
+    @property
+    def sockets(self) -> list[socket.socket]:
+        return [s for s in (self.sock4, self.sock6) if s is not None]
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    def open(self, port: int) -> int:
+        """Bind both families; returns the port. Raises OSError (EADDRINUSE) on failure."""
+        self.close()
+        tries = 100 if port == 0 else 1
+        for _ in range(tries):
+            try:
+                self._open_once(port)
+                return self.port
+            except OSError as exc:
+                self.close()
+                if exc.errno != errno.EADDRINUSE or port != 0:
+                    raise
+        raise OSError(errno.EADDRINUSE, "no free port for both IPv4 and IPv6")
+
+    def _open_once(self, port: int) -> None:
+        s4 = self._socket(socket.AF_INET, ("0.0.0.0", port))
+        if s4 is not None:
+            self.sock4 = s4
+            port = s4.getsockname()[1]
+        s6 = self._socket(socket.AF_INET6, ("::", port))
+        if s6 is not None:
+            self.sock6 = s6
+            port = s6.getsockname()[1]
+        if not self.sockets:
+            raise OSError(errno.EAFNOSUPPORT, "neither IPv4 nor IPv6 UDP is available")
+        self.port = port
+        if self.fwmark:
+            self._apply_mark(self.fwmark)
+
+    def _socket(self, family: int, address: tuple[str, int]) -> socket.socket | None:
+        try:
+            sock = socket.socket(family, socket.SOCK_DGRAM)
+        except OSError as exc:
+            if exc.errno == errno.EAFNOSUPPORT:
+                return None
+            raise
+        try:
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
+            else:
+                sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+            for opt, force in ((socket.SO_RCVBUF, SO_RCVBUFFORCE),
+                               (socket.SO_SNDBUF, SO_SNDBUFFORCE)):
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, force, SOCKET_BUFFER)
+                except OSError:
+                    sock.setsockopt(socket.SOL_SOCKET, opt, SOCKET_BUFFER)
+            if self.gro:
+                try:
+                    sock.setsockopt(SOL_UDP, UDP_GRO, 1)
+                except OSError:
+                    self.gro = False
+            sock.bind(address)
+        except OSError as exc:
+            sock.close()
+            if exc.errno == errno.EAFNOSUPPORT or exc.errno == errno.EADDRNOTAVAIL:
+                return None
+            raise
+        return sock  # blocking: a full send buffer slows the sender instead of dropping
+
+    def close(self) -> None:
+        for sock in self.sockets:
+            sock.close()
+        self.sock4 = self.sock6 = None
+        self.sources.clear()
+
+    def set_fwmark(self, mark: int) -> None:
+        """Raises OSError if the mark cannot be set (wireguard-go answers EADDRINUSE)."""
+        if mark == self.fwmark:
+            return
+        self._apply_mark(mark)
+        self.fwmark = mark
+
+    def _apply_mark(self, mark: int) -> None:
+        for sock in self.sockets:
+            sock.setsockopt(socket.SOL_SOCKET, SO_MARK, mark)
+
+    # --- receive -------------------------------------------------------------------------------
+
+    def recv_batch(self, sock: socket.socket, limit: int) -> list[tuple[bytes, Endpoint]]:
+        """Datagrams waiting on `sock` (GRO batches split), up to about `limit`."""
+        out: list[tuple[bytes, Endpoint]] = []
+        view = self._view
+        v6 = sock.family == socket.AF_INET6
+        while len(out) < limit:
+            try:
+                n, anc, _, src = sock.recvmsg_into([view], _ANC, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                break
+            segment = n
+            local: tuple[bytes, int] | None = None
+            for level, kind, data in anc:
+                if level == SOL_UDP and kind == UDP_GRO:
+                    segment = _INT.unpack(data[:4])[0]
+                elif not v6 and kind == IP_PKTINFO and level == socket.IPPROTO_IP:
+                    ifindex, _, addr = _IN_PKTINFO.unpack(data[:_IN_PKTINFO.size])
+                    local = (addr, ifindex)
+                elif v6 and kind == socket.IPV6_PKTINFO and level == socket.IPPROTO_IPV6:
+                    addr, ifindex = _IN6_PKTINFO.unpack(data[:_IN6_PKTINFO.size])
+                    local = (addr, ifindex)
+            if local is not None and self.sources.get(src) != local:
+                self.sources[src] = local
+            if segment >= n:
+                out.append((bytes(view[:n]), src))
+            else:
+                for start in range(0, n, segment):
+                    out.append((bytes(view[start:min(start + segment, n)]), src))
+        return out
+
+    # --- send ----------------------------------------------------------------------------------
+
+    def _socket_for(self, endpoint: Endpoint) -> socket.socket | None:
+        return self.sock6 if len(endpoint) == 4 or ":" in str(endpoint[0]) else self.sock4
+
+    def _source_cmsg(self, endpoint: Endpoint, v6: bool) -> list[tuple[int, int, bytes]]:
+        local = self.sources.get(endpoint)
+        if local is None:
+            return []
+        addr, ifindex = local
+        if v6:
+            return [(socket.IPPROTO_IPV6, socket.IPV6_PKTINFO, _IN6_PKTINFO.pack(addr, ifindex))]
+        return [(socket.IPPROTO_IP, IP_PKTINFO, _IN_PKTINFO.pack(0, addr, bytes(4)))]
+
+    def send(self, datagrams: list[bytes], endpoint: Endpoint) -> None:
+        """Send in order; runs of equal-sized datagrams go out in one GSO call.
+
+        Raises OSError when nothing can be sent (no socket for the family, unreachable).
+        """
+        sock = self._socket_for(endpoint)
+        if sock is None:
+            raise OSError(errno.EAFNOSUPPORT, "no socket for the endpoint's address family")
+        cmsg = self._source_cmsg(endpoint, sock.family == socket.AF_INET6)
+        try:
+            self._send(sock, datagrams, endpoint, cmsg)
+        except OSError as exc:
+            if not cmsg or exc.errno not in (errno.EINVAL, errno.EADDRNOTAVAIL):
+                raise
+            # The sticky source address is gone: forget it and let the kernel choose.
+            self.sources.pop(endpoint, None)
+            self._send(sock, datagrams, endpoint, [])
+
+    def _send(self, sock: socket.socket, datagrams: list[bytes], endpoint: Endpoint,
+              cmsg: list[tuple[int, int, bytes]]) -> None:
+        i, n = 0, len(datagrams)
+        while i < n:
+            size = len(datagrams[i])
+            j = i + 1
+            if self.gso:
+                limit = min(n, i + GSO_MAX_SEGMENTS, i + GSO_MAX_BYTES // max(size, 1))
+                while j < limit and len(datagrams[j]) == size:
+                    j += 1
+                if j < n and j < limit and len(datagrams[j]) < size:
+                    j += 1  # a shorter last segment is allowed
+            if j - i > 1:
+                try:
+                    sock.sendmsg([b"".join(datagrams[i:j])],
+                                 cmsg + [(SOL_UDP, UDP_SEGMENT, _SEGMENT.pack(size))], 0,
+                                 endpoint)
+                    i = j
+                    continue
+                except OSError as exc:
+                    if exc.errno not in (errno.EIO, errno.EINVAL, errno.ENOPROTOOPT):
+                        raise
+                    self.gso = False  # wireguard-go turns GSO off after an EIO too
+            for k in range(i, j):
+                self._send_one(sock, datagrams[k], endpoint, cmsg)
+            i = j
+
+    @staticmethod
+    def _send_one(sock: socket.socket, data: bytes, endpoint: Endpoint,
+                  cmsg: list[tuple[int, int, bytes]]) -> None:
+        if cmsg:
+            sock.sendmsg([data], cmsg, 0, endpoint)
+        else:
+            sock.sendto(data, endpoint)

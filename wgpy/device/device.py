@@ -1,0 +1,384 @@
+"""The device: one WireGuard interface's threads around the sans-IO core.
+
+Outbound (the seed's pipeline, in batches of up to MAX_BATCH packets):
+
+    tun_reader -- batch --> encryptor: route by allowed IPs, stage per peer, assign nonces,
+                            encrypt (core `Peer.send_batch`), send in order (UDP GSO)
+
+Inbound:
+
+    udp_reader -- batch --> decryptor: classify; transport data by receiver index
+                            (core `Peer.consume_data_batch`: decrypt, replay check,
+                            allowed-IPs source check), in order to the TUN
+                            handshake messages --> handshake queue (bounded; its fill
+                            level turns cookies on) --> handshake worker
+
+    timers: runs the core's timers when they are due; netlink: MTU, up/down, deletion.
+
+Queues between stages are bounded; a full stage queue drops the newest batch (the TUN's
+and the socket's own buffers are where waiting happens). Each thread holds `lock`, the one
+lock of the sans-IO core, per batch, never per packet. Crypto holds the GIL, so the threads
+overlap system calls with crypto; they cannot encrypt in parallel.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import queue
+import select
+import threading
+from collections import Counter
+from typing import Callable
+
+from wgpy.constants import (
+    MAX_BATCH, MAX_QUEUED_INCOMING_HANDSHAKES, MESSAGE_TRANSPORT, TRANSPORT_MIN_SIZE,
+)
+from wgpy.device import clock
+from wgpy.device.bind import Bind, Endpoint
+from wgpy.device.log import VERBOSE, Logger
+from wgpy.device.tun import Tun
+from wgpy.messages import TRANSPORT_HEADER
+from wgpy.noise.actions import Action, Drop, DropReason, Schedule, SendBatch, SendDatagram
+from wgpy.noise.actions import WriteToTun
+from wgpy.noise.interface import Interface
+from wgpy.noise.peer import Peer
+
+__all__ = ["Device"]
+
+STAGE_QUEUE_BATCHES = 64
+POLL_INTERVAL = 1.0  # how often blocked threads look at the stop flag
+TIMER_MAX_SLEEP = 1.0
+_TRANSPORT_WORD = MESSAGE_TRANSPORT.to_bytes(4, "little")
+_b64 = __import__("base64").b64encode
+
+
+class _Waker:
+    """A self-pipe that interrupts one thread's select."""
+
+    def __init__(self) -> None:
+        self.r, self.w = os.pipe()
+        os.set_blocking(self.r, False)
+        os.set_blocking(self.w, False)
+
+    def wake(self) -> None:
+        try:
+            os.write(self.w, b"!")
+        except OSError:
+            pass  # already full (so already awake) or closed
+
+    def drain(self) -> None:
+        try:
+            os.read(self.r, 4096)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        os.close(self.r)
+        os.close(self.w)
+
+
+class Device:
+    """Owns the TUN, the UDP sockets, the core and the threads that join them."""
+
+    def __init__(self, tun: Tun, log: Logger) -> None:
+        self.tun = tun
+        self.log = log
+        # The sans-IO core and everything in it (peers, keypairs, allowed IPs, index).
+        self.lock = threading.Lock()
+        self.iface = Interface()
+        self.iface.mtu = tun.mtu()
+        self.iface.wall_offset = clock.wall_offset()
+        self.bind = Bind()
+        self.is_up = False
+        self.drops: Counter[DropReason] = Counter()
+        self.stopped = threading.Event()  # set when the device must go (TUN gone, close)
+        self.stop_reason = ""
+        self._threads: list[threading.Thread] = []
+        self._encrypt_q: queue.Queue[list[bytes]] = queue.Queue(STAGE_QUEUE_BATCHES)
+        self._decrypt_q: queue.Queue[list[tuple[bytes, Endpoint]]] = \
+            queue.Queue(STAGE_QUEUE_BATCHES)
+        self._handshake_q: queue.Queue[tuple[bytes, Endpoint]] = \
+            queue.Queue(MAX_QUEUED_INCOMING_HANDSHAKES)
+        self._timer_wake = threading.Event()
+        self._bind_changed = threading.Event()
+        # One wake-up pipe per reader thread, so a wake-up is never taken by the wrong one.
+        self._wake_tun = _Waker()
+        self._wake_udp = _Waker()
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Bind a random port at once (as Debian's wireguard-go does) and start the threads."""
+        self.bind.open(0)
+        for name, body in (("tun_reader", self._tun_reader), ("encryptor", self._encryptor),
+                           ("udp_reader", self._udp_reader), ("decryptor", self._decryptor),
+                           ("handshake", self._handshake_worker), ("timers", self._timers)):
+            self._spawn(name, body)
+
+    def _spawn(self, name: str, body: Callable[[], None]) -> None:
+        def run() -> None:
+            try:
+                body()
+            except Exception as exc:  # a bug must stop the device loudly, not hang it
+                self.log.error("thread %s failed: %r", name, exc)
+                self.stop(f"thread {name} failed")
+        thread = threading.Thread(target=run, name=name, daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def stop(self, reason: str) -> None:
+        if not self.stopped.is_set():
+            self.stop_reason = reason
+            self.stopped.set()
+            self._wake_tun.wake()
+            self._wake_udp.wake()
+            self._timer_wake.set()
+
+    def close(self) -> None:
+        """Stop and drain the threads, then release the sockets and the TUN."""
+        self.stop(self.stop_reason or "closed")
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join(timeout=5)
+        with self.lock:
+            for peer in self.iface.peers.values():
+                peer.stop()
+        self.bind.close()
+        self.tun.close()
+        self._wake_tun.close()
+        self._wake_udp.close()
+
+    def set_up(self, up: bool) -> None:
+        """The link went up or down: timers run only while up (kernel `mod_peer_timer`)."""
+        actions: list[Action] = []
+        with self.lock:
+            if up == self.is_up:
+                return
+            self.is_up = up
+            now = clock.now()
+            for peer in self.iface.peers.values():
+                peer.timers.enabled = up
+                if not up:
+                    peer.stop()
+                else:
+                    peer.last_sent_handshake = None
+                    if peer.persistent_keepalive_interval:
+                        actions += peer.send_keepalive(now)
+                    actions += peer.send_batch([], now)
+        self.log.verbose("Interface %s", "up" if up else "down")
+        self.execute(actions)
+
+    def set_mtu(self, mtu: int) -> None:
+        with self.lock:
+            self.iface.mtu = mtu
+
+    def bind_update(self, port: int) -> None:
+        """Rebind to `port` (0: a random one). Raises OSError; the old sockets stay then."""
+        old_port = self.bind.port
+        self.bind.close()
+        try:
+            self.bind.open(port)
+        except OSError:
+            if old_port:
+                try:
+                    self.bind.open(old_port)
+                except OSError:
+                    pass
+            raise
+        finally:
+            self._bind_changed.set()
+            self._wake_udp.wake()
+
+    def peer_name(self, peer: Peer) -> str:
+        key = _b64(peer.public_key).decode()
+        return f"peer({key[:4]}…{key[-5:-1]})"
+
+    # --- carrying out what the core asks -------------------------------------------------------
+
+    def execute(self, actions: list[Action]) -> None:
+        for action in actions:
+            kind = type(action)
+            if kind is SendBatch:
+                self._send(action.datagrams, action.endpoint)  # type: ignore[union-attr]
+            elif kind is SendDatagram:
+                self._send([action.data], action.endpoint)  # type: ignore[union-attr]
+            elif kind is WriteToTun:
+                self._write_tun([action.packet])  # type: ignore[union-attr]
+            elif kind is Drop:
+                self._drop(action.reason, action.count)  # type: ignore[union-attr]
+            elif kind is Schedule:
+                self._timer_wake.set()
+
+    def _drop(self, reason: DropReason, count: int = 1) -> None:
+        self.drops[reason] += count
+        if self.log.level >= VERBOSE:
+            self.log.verbose("Dropped %d: %s", count, reason.value)
+
+    def _send(self, datagrams: list[bytes], endpoint: Endpoint) -> None:
+        try:
+            self.bind.send(datagrams, endpoint)
+        except OSError as exc:
+            self._drop(DropReason.NO_ENDPOINT, len(datagrams))
+            self.log.verbose("Failed to send %d datagrams to %s: %s", len(datagrams),
+                             endpoint[0], exc.strerror)
+
+    def _write_tun(self, packets: list[bytes]) -> None:
+        write, fd = os.write, self.tun.fd
+        for packet in packets:
+            try:
+                write(fd, packet)
+            except BlockingIOError:
+                self._drop(DropReason.STAGED_QUEUE_FULL, 1)
+            except OSError as exc:
+                if exc.errno in (errno.EIO, errno.EINVAL):
+                    continue  # link down, or IPv6 chatter before it came up
+                if exc.errno == errno.EBADFD:
+                    self.stop("TUN deleted")
+                    return
+                raise
+
+    # --- threads -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _wait_readable(fds: list[int], waker: _Waker) -> list[int]:
+        try:
+            ready, _, _ = select.select(fds + [waker.r], [], [], POLL_INTERVAL)
+        except (OSError, ValueError):
+            return []  # an fd was closed under us (rebind): the caller looks again
+        if waker.r in ready:
+            waker.drain()
+        return [fd for fd in ready if fd != waker.r]
+
+    def _tun_reader(self) -> None:
+        tun = self.tun
+        while not self.stopped.is_set():
+            if not self._wait_readable([tun.fd], self._wake_tun):
+                continue
+            try:
+                packets = tun.read_batch(MAX_BATCH)
+            except OSError as exc:
+                self.stop(f"TUN read failed: {exc.strerror}")
+                return
+            if packets:
+                try:
+                    self._encrypt_q.put_nowait(packets)
+                except queue.Full:
+                    self._drop(DropReason.STAGED_QUEUE_FULL, len(packets))
+
+    def _encryptor(self) -> None:
+        lookup = self.iface.allowed_ips.lookup
+        while not self.stopped.is_set():
+            try:
+                packets = self._encrypt_q.get(timeout=POLL_INTERVAL)
+            except queue.Empty:
+                continue
+            by_peer: dict[Peer, list[bytes]] = {}
+            actions: list[Action] = []
+            with self.lock:
+                now = clock.now()
+                for packet in packets:
+                    version = packet[0] >> 4
+                    dst = packet[16:20] if version == 4 else packet[24:40]
+                    peer = lookup(dst) if version in (4, 6) and len(packet) >= 20 else None
+                    if peer is None:
+                        self._drop(DropReason.NO_ROUTE, 1)
+                        continue
+                    group = by_peer.get(peer)
+                    if group is None:
+                        by_peer[peer] = [packet]
+                    else:
+                        group.append(packet)
+                for peer, group in by_peer.items():
+                    actions += peer.send_batch(group, now)
+            self.execute(actions)
+
+    def _udp_reader(self) -> None:
+        while not self.stopped.is_set():
+            socks = {s.fileno(): s for s in self.bind.sockets}
+            self._bind_changed.clear()
+            ready = self._wait_readable(list(socks), self._wake_udp)
+            if self._bind_changed.is_set():
+                continue
+            for fd in ready:
+                try:
+                    batch = self.bind.recv_batch(socks[fd], MAX_BATCH)
+                except OSError as exc:
+                    if self._bind_changed.is_set() or exc.errno == errno.EBADF:
+                        break
+                    self.log.verbose("UDP receive failed: %s", exc.strerror)
+                    continue
+                if batch:
+                    try:
+                        self._decrypt_q.put_nowait(batch)
+                    except queue.Full:
+                        self._drop(DropReason.STAGED_QUEUE_FULL, len(batch))
+
+    def _decryptor(self) -> None:
+        unpack = TRANSPORT_HEADER.unpack_from
+        while not self.stopped.is_set():
+            try:
+                batch = self._decrypt_q.get(timeout=POLL_INTERVAL)
+            except queue.Empty:
+                continue
+            packets: list[bytes] = []
+            actions: list[Action] = []
+            run: list[bytes] = []
+            run_key: tuple[int, Endpoint] | None = None
+            with self.lock:
+                now = clock.now()
+                for data, src in batch:
+                    if data[:4] != _TRANSPORT_WORD or len(data) < TRANSPORT_MIN_SIZE:
+                        try:
+                            self._handshake_q.put_nowait((data, src))
+                        except queue.Full:
+                            self._drop(DropReason.RATE_LIMITED, 1)
+                        continue
+                    key = (unpack(data)[1], src)
+                    if key != run_key and run_key is not None:
+                        self._consume_run(run_key, run, now, packets, actions)
+                        run = []
+                    run_key = key
+                    run.append(data)
+                if run_key is not None:
+                    self._consume_run(run_key, run, now, packets, actions)
+            if packets:
+                self._write_tun(packets)
+            self.execute(actions)
+
+    def _consume_run(self, run_key: tuple[int, Endpoint], run: list[bytes], now: float,
+                     packets: list[bytes], actions: list[Action]) -> None:
+        """Transport data with one receiver index from one source, in arrival order."""
+        entry = self.iface.index.get(run_key[0])
+        if entry is None or entry[1] is None:
+            self._drop(DropReason.UNKNOWN_INDEX, len(run))
+            return
+        got, more = entry[0].consume_data_batch(entry[1], run, run_key[1], now)
+        packets += got
+        actions += more
+
+    def _handshake_worker(self) -> None:
+        q = self._handshake_q
+        while not self.stopped.is_set():
+            try:
+                data, src = q.get(timeout=POLL_INTERVAL)
+            except queue.Empty:
+                continue
+            with self.lock:
+                now = clock.now()
+                under_load = self.iface.under_load(q.qsize(), now)
+                actions = self.iface.receive(data, src, now, under_load)
+            self.execute(actions)
+
+    def _timers(self) -> None:
+        while not self.stopped.is_set():
+            with self.lock:
+                now = clock.now()
+                self.iface.wall_offset = clock.wall_offset()
+                actions = self.iface.tick(now)
+                deadline = self.iface.next_deadline()
+            self.execute(actions)
+            sleep = TIMER_MAX_SLEEP if deadline is None else min(max(deadline - now, 0.0),
+                                                                 TIMER_MAX_SLEEP)
+            self._timer_wake.wait(sleep)
+            self._timer_wake.clear()

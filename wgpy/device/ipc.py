@@ -1,0 +1,187 @@
+"""The UAPI socket: /var/run/wireguard/IFNAME.sock, served as wireguard-go serves it.
+
+- `listen(name)` makes the directory (0755) and binds the socket under umask 077, so only
+  root may connect. If the path is taken, it dials it: an answer means another daemon owns
+  the name (an error for the caller), silence means a stale file, removed and replaced.
+- `UapiServer.serve` accepts connections, each in its own thread (at most MAX_CLIENTS at
+  once), runs the sans-IO `uapi.protocol.ServerConnection` over it and applies `set`
+  operations to the device as they arrive (a `set` is not atomic in wireguard-go either).
+  Several requests may share a connection; an unknown operation closes it with no reply.
+  Input is bounded: the parser refuses lines over 64 KiB and an idle client is dropped.
+- The server watches its socket file: deleting it stops the daemon (wireguard-go uses
+  inotify; a 0.5 s lstat poll does the same here), and a clean exit unlinks it.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import stat
+import threading
+from typing import TYPE_CHECKING
+
+from uapi.errors import UapiError
+from uapi.protocol import (
+    CloseConnection, GetRequest, RequestError, ServerConnection, SetRequestEnd, SetRequestStart,
+    format_errno, format_get,
+)
+from wgpy.device import clock
+from wgpy.device.config import SetTransaction, snapshot
+
+if TYPE_CHECKING:
+    from wgpy.device.device import Device
+
+__all__ = ["SOCKET_DIR", "listen", "UapiServer", "SocketInUse"]
+
+SOCKET_DIR = "/var/run/wireguard"
+MAX_CLIENTS = 64
+CLIENT_IDLE_TIMEOUT = 30.0
+WATCH_INTERVAL = 0.5
+RECV_SIZE = 1 << 16
+
+
+class SocketInUse(Exception):
+    """Another daemon answers on the socket path."""
+
+
+def socket_path(name: str, directory: str = SOCKET_DIR) -> str:
+    return os.path.join(directory, f"{name}.sock")
+
+
+def listen(name: str, directory: str = SOCKET_DIR) -> socket.socket:
+    os.makedirs(directory, mode=0o755, exist_ok=True)
+    path = socket_path(name, directory)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old_umask = os.umask(0o077)
+    try:
+        try:
+            sock.bind(path)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            probe.settimeout(1.0)
+            try:
+                probe.connect(path)
+            except OSError:
+                os.unlink(path)  # stale: nobody answers
+                sock.bind(path)
+            else:
+                raise SocketInUse(f"unix socket in use: {path}") from exc
+            finally:
+                probe.close()
+    except BaseException:
+        sock.close()
+        raise
+    finally:
+        os.umask(old_umask)
+    sock.listen(128)
+    return sock
+
+
+class UapiServer:
+    def __init__(self, device: Device, listener: socket.socket) -> None:
+        self.device = device
+        self.listener = listener
+        self.path = listener.getsockname()
+        self._identity = self._stat()
+        self._clients = threading.BoundedSemaphore(MAX_CLIENTS)
+        self.closed = False
+
+    def _stat(self) -> tuple[int, int] | None:
+        try:
+            st = os.lstat(self.path)
+        except OSError:
+            return None
+        return (st.st_ino, st.st_dev) if stat.S_ISSOCK(st.st_mode) else None
+
+    def serve(self) -> None:
+        """Thread body of `uapi_accept`: runs until the device stops or the file goes."""
+        self.listener.settimeout(WATCH_INTERVAL)
+        device = self.device
+        while not device.stopped.is_set():
+            if self._stat() != self._identity:
+                device.stop("UAPI socket deleted")
+                return
+            try:
+                conn, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            except OSError as exc:
+                if self.closed:
+                    return
+                device.log.error("UAPI accept failed: %s", exc)
+                continue
+            if not self._clients.acquire(blocking=False):
+                conn.close()  # too many at once
+                continue
+            threading.Thread(target=self._serve_client, args=(conn,), name="uapi_conn",
+                             daemon=True).start()
+
+    def close(self) -> None:
+        """Stop listening and unlink the socket, if it is still ours."""
+        self.closed = True
+        if self._identity is not None and self._stat() == self._identity:
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
+        self.listener.close()
+
+    def _serve_client(self, conn: socket.socket) -> None:
+        try:
+            conn.settimeout(CLIENT_IDLE_TIMEOUT)
+            self._converse(conn)
+        except OSError:
+            pass
+        except Exception as exc:  # never let a client take the daemon down
+            self.device.log.error("UAPI connection failed: %r", exc)
+        finally:
+            conn.close()
+            self._clients.release()
+
+    def _converse(self, conn: socket.socket) -> None:
+        parser = ServerConnection()
+        device = self.device
+        txn: SetTransaction | None = None
+        while True:
+            data = conn.recv(RECV_SIZE)
+            parser.receive_data(data)
+            replies: list[bytes] = []
+            actions = []
+            with device.lock:
+                now = clock.now()
+                for event in parser.events():
+                    if isinstance(event, SetRequestStart):
+                        txn = SetTransaction(device)
+                    elif isinstance(event, SetRequestEnd):
+                        if txn is not None:
+                            txn.finish(now)
+                            actions += txn.actions
+                        replies.append(format_errno(0))
+                        txn = None
+                    elif isinstance(event, GetRequest):
+                        replies.append(format_get(snapshot(device)))
+                    elif isinstance(event, RequestError):
+                        device.log.verbose("UAPI: %s", event.message)
+                        replies.append(format_errno(event.errno))
+                        if txn is not None:
+                            actions += txn.actions
+                        txn = None
+                    elif isinstance(event, CloseConnection):
+                        break
+                    elif txn is not None:
+                        try:
+                            txn.apply(event, now)  # type: ignore[arg-type]
+                        except UapiError as exc:
+                            device.log.verbose("UAPI: %s", exc)
+                            replies.append(format_errno(exc.errno))
+                            parser.abort_set()
+                            actions += txn.actions
+                            txn = None  # the parser skips the rest of this set
+            device.execute(actions)
+            if replies:
+                conn.sendall(b"".join(replies))
+            if parser.closed or not data:
+                return
