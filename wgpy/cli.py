@@ -83,6 +83,7 @@ def _daemonize(args: list[str], tun: Tun, uapi: socket.socket, log: Logger) -> i
 
 
 def _run(tun: Tun, uapi: socket.socket, log: Logger) -> int:
+    sys.setswitchinterval(float(os.environ.get("WGPY_SWITCH", "0.005")))
     device = Device(tun, log)
     server = UapiServer(device, uapi)
 

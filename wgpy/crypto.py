@@ -40,7 +40,7 @@ ZERO_KEY = bytes(KEY_SIZE)
 _BLOCK = 64  # BLAKE2s block size, the HMAC pad length
 _IPAD = bytes(b ^ 0x36 for b in range(256))  # translation tables: byte -> byte ^ pad
 _OPAD = bytes(b ^ 0x5C for b in range(256))
-_NONCE = struct.Struct("<4xQ")
+NONCE = _NONCE = struct.Struct("<4xQ")  # AEAD nonce: 32 zero bits, 64-bit LE counter
 
 
 class CryptoError(Exception):

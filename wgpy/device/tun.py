@@ -1,4 +1,9 @@
-"""The TUN device: /dev/net/tun with IFF_TUN | IFF_NO_PI, one IP packet per read or write.
+"""The TUN device: /dev/net/tun with IFF_TUN | IFF_NO_PI | IFF_VNET_HDR.
+
+Every read and write starts with a 10-byte virtio-net header. Reads carry a zero header
+(TUNSETOFFLOAD(0): the kernel hands us plain packets, no TSO); writes may be coalesced TCP
+super-packets (see `wgpy.tunoffload`), which the receiving stack takes in at once. A TUN
+adopted without IFF_VNET_HDR is used without headers.
 
 `Tun.create(name)` makes the interface (MTU DEFAULT_MTU, as wireguard-go), `Tun.adopt(fd)`
 takes one handed over by a parent process (WG_TUN_FD). The fd is non-blocking; readers
@@ -16,6 +21,7 @@ import struct
 from pyroute2 import IPRoute
 
 from wgpy.constants import DEFAULT_MTU
+from wgpy.tunoffload import VNET_HDR_SIZE, coalesce
 
 __all__ = ["Tun", "TunError"]
 
@@ -23,6 +29,8 @@ TUNSETIFF = 0x400454CA
 TUNGETIFF = 0x800454D2
 IFF_TUN = 0x0001
 IFF_NO_PI = 0x1000
+IFF_VNET_HDR = 0x4000
+TUNSETOFFLOAD = 0x400454D0
 IFNAMSIZ = 16
 _IFREQ = struct.Struct("16sH")
 
@@ -32,9 +40,10 @@ class TunError(Exception):
 
 
 class Tun:
-    def __init__(self, fd: int, name: str) -> None:
+    def __init__(self, fd: int, name: str, vnet_hdr: bool) -> None:
         self.fd = fd
         self.name = name
+        self.vnet_hdr = vnet_hdr
         self.closed = False
 
     @classmethod
@@ -46,7 +55,9 @@ class Tun:
         except OSError as exc:
             raise TunError(f"cannot open /dev/net/tun: {exc.strerror}") from exc
         try:
-            fcntl.ioctl(fd, TUNSETIFF, _IFREQ.pack(name.encode(), IFF_TUN | IFF_NO_PI))
+            fcntl.ioctl(fd, TUNSETIFF, _IFREQ.pack(name.encode(),
+                                                   IFF_TUN | IFF_NO_PI | IFF_VNET_HDR))
+            fcntl.ioctl(fd, TUNSETOFFLOAD, 0)
         except OSError as exc:
             os.close(fd)
             if exc.errno == errno.EBUSY:
@@ -56,7 +67,7 @@ class Tun:
             if exc.errno == errno.EINVAL:
                 raise TunError(f"interface {name} exists and is not a TUN") from exc
             raise TunError(f"cannot create {name}: {exc.strerror}") from exc
-        tun = cls(fd, name)
+        tun = cls(fd, name, True)
         os.set_blocking(fd, False)
         try:
             tun.set_mtu(mtu)
@@ -71,9 +82,9 @@ class Tun:
             ifr = fcntl.ioctl(fd, TUNGETIFF, bytes(_IFREQ.size))
         except OSError as exc:
             raise TunError(f"fd {fd} is not a TUN: {exc.strerror}") from exc
-        name = _IFREQ.unpack(ifr)[0].rstrip(b"\0").decode()
+        raw_name, flags = _IFREQ.unpack(ifr)
         os.set_blocking(fd, False)
-        return cls(fd, name)
+        return cls(fd, raw_name.rstrip(b"\0").decode(), bool(flags & IFF_VNET_HDR))
 
     def fileno(self) -> int:
         return self.fd
@@ -95,29 +106,20 @@ class Tun:
     def read_batch(self, limit: int, size: int = 65535) -> list[bytes]:
         """Up to `limit` packets already waiting; [] if none. Raises OSError if the TUN died."""
         packets = []
-        read, fd = os.read, self.fd
+        read, fd, skip = os.read, self.fd, VNET_HDR_SIZE if self.vnet_hdr else 0
         try:
             for _ in range(limit):
-                packets.append(read(fd, size))
+                packet = read(fd, size)
+                packets.append(packet[skip:] if skip else packet)
         except BlockingIOError:
             pass
         return packets
 
-    def write(self, packet: bytes) -> None:
-        os.write(self.fd, packet)
-
-    def probe(self) -> bool | None:
-        """wireguard-go's trick: a zero-length write fails EINVAL when the link is up and EIO
-        when it is down. Works after the TUN was moved to another network namespace."""
-        try:
-            os.write(self.fd, b"")
-        except OSError as exc:
-            if exc.errno == errno.EINVAL:
-                return True
-            if exc.errno == errno.EIO:
-                return False
-            raise
-        return True
+    def writes(self, packets: list[bytes]) -> list[list[bytes]]:
+        """The write calls (buffers for writev) that deliver `packets`, in order."""
+        if self.vnet_hdr:
+            return coalesce(packets)
+        return [[p] for p in packets]
 
     def close(self) -> None:
         if not self.closed:

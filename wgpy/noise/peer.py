@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 __all__ = ["Peer"]
 
 _PAD = bytes(MESSAGE_PADDING_MULTIPLE)
+_NONCE = crypto.NONCE
 
 
 def padding_for(length: int, mtu: int) -> int:
@@ -459,10 +460,13 @@ class Peer:
 
     def _encrypt(self, keypair: Keypair, packet: bytes, mtu: int) -> bytes:
         counter = keypair.next_counter()
-        pad = padding_for(len(packet), mtu)
+        n = len(packet)
+        pad = -n % MESSAGE_PADDING_MULTIPLE
+        if pad and (n + pad > mtu or n > mtu):
+            pad = padding_for(n, mtu)  # the rare cases near or over the MTU
         plain = packet + _PAD[:pad] if pad else packet
         return (TRANSPORT_HEADER.pack(MESSAGE_TRANSPORT, keypair.remote_index, counter)
-                + keypair.send.encrypt(crypto.aead_nonce(counter), plain, None))
+                + keypair.send.encrypt(_NONCE.pack(counter), plain, None))
 
     def _keep_key_fresh_on_send(self, now: float, out: list[Action]) -> None:
         kp = self.keypairs.current

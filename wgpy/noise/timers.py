@@ -38,11 +38,9 @@ PERSISTENT_KEEPALIVE = "persistent_keepalive"
 _NAMES = (RETRANSMIT_HANDSHAKE, SEND_KEEPALIVE, NEW_HANDSHAKE, ZERO_KEY_MATERIAL,
           PERSISTENT_KEEPALIVE)
 
-_system_random = random.SystemRandom()
-
-
 def _default_jitter() -> float:
-    return _system_random.uniform(0.0, REKEY_TIMEOUT_JITTER_MAX)
+    # Jitter only spreads retries out; it needs no cryptographic randomness.
+    return random.random() * REKEY_TIMEOUT_JITTER_MAX
 
 
 class Timers:
