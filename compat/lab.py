@@ -154,8 +154,8 @@ class Lab:
         ifname = ifname or self.ifname()
         log = self.tmp / f"{ifname}.log"
         program = WGPY if impl == "wgpy" else shutil.which(impl) or impl
-        full_env = dict(os.environ, LOG_LEVEL="verbose", WG_PROCESS_FOREGROUND="1",
-                        **(env or {}))
+        full_env = dict(os.environ, LOG_LEVEL="verbose", WG_PROCESS_FOREGROUND="1")
+        full_env.update(env or {})
         with open(log, "w") as out:
             proc = ns.popen(program, ifname, env=full_env, stdout=out,
                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
