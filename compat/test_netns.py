@@ -1,0 +1,69 @@
+"""The TUN moved to another network namespace, and sticky source addresses.
+
+- netns.sh starts the daemon in ns0 and moves its TUN with `ip link set wg1 netns ns1`:
+  the daemon and its UDP sockets stay in ns0, the interface is configured and used in ns1.
+- "Reply to sender" (netns.sh): with several addresses on one link, replies must leave from
+  the address the peer sent to, so the peer sees one stable endpoint.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from compat.lab import Lab
+
+pytestmark = pytest.mark.root
+
+
+def test_tun_moved_to_another_namespace_keeps_working() -> None:
+    with Lab() as lab:
+        ns0, ns1, ns2 = lab.namespace("n0"), lab.namespace("n1"), lab.namespace("n2")
+        lab.link(ns0, ns2, "192.168.88.1/24", "192.168.88.2/24")
+        moved = lab.daemon(ns0, "wgpy")
+        other = lab.daemon(ns2, "wireguard-go")
+        ns0.run("ip", "link", "set", moved.ifname, "netns", ns1.name)
+        moved.ns = ns1  # configure it where it now lives; its socket stays in ns0
+        lab.configure(moved, "10.88.0.1/24", 51820)
+        lab.configure(other, "10.88.0.2/24", 51820)
+        lab.peer(moved, other, "10.88.0.2/32", "192.168.88.2:51820")
+        lab.peer(other, moved, "10.88.0.1/32")
+        ping = ns1.run("ping", "-c", "3", "-i", "0.2", "-W", "2", "10.88.0.2", check=False)
+        assert ping.returncode == 0, ping.stdout + moved.log_tail()
+        ping = ns2.run("ping", "-c", "3", "-i", "0.2", "-W", "2", "10.88.0.1", check=False)
+        assert ping.returncode == 0, ping.stdout + moved.log_tail()
+        # Deleting the interface in its new namespace still stops the daemon.
+        ns1.run("ip", "link", "del", moved.ifname)
+        assert moved.proc is not None
+        assert moved.proc.wait(10) == 0
+        assert not moved.socket.exists()
+
+
+def test_replies_leave_from_the_address_the_peer_used() -> None:
+    with Lab() as lab:
+        a, b = lab.namespace("sa"), lab.namespace("sb")
+        lab.link(a, b, "192.168.89.1/24", "192.168.89.2/24")
+        for extra in ("192.168.89.11/24", "192.168.89.12/24"):
+            b.run("ip", "addr", "add", extra, "dev", b.run(
+                "ip", "-o", "link", "show", "type", "veth").stdout.split(":")[1].strip()
+                .split("@")[0])
+        wa = lab.daemon(a, "wireguard-go")
+        wb = lab.daemon(b, "wgpy")
+        lab.configure(wa, "10.89.0.1/24", 51820)
+        lab.configure(wb, "10.89.0.2/24", 51820)
+        lab.peer(wb, wa, "10.89.0.1/32")
+        for target in ("192.168.89.11", "192.168.89.12", "192.168.89.2"):
+            lab.peer(wa, wb, "10.89.0.2/32", f"{target}:51820")
+            deadline = time.monotonic() + 10
+            seen = ""
+            while time.monotonic() < deadline:
+                a.run("ping", "-c", "1", "-W", "1", "10.89.0.2", check=False)
+                seen = wa.wg("show", wa.ifname, "endpoints").stdout.split()[-1]
+                if seen == f"{target}:51820":
+                    break
+                time.sleep(0.2)
+            # wireguard-go roams to the source of what it receives: it must be `target`.
+            assert seen == f"{target}:51820", wb.log_tail()
+            assert a.run("ping", "-c", "2", "-i", "0.2", "-W", "2", "10.89.0.2",
+                         check=False).returncode == 0
