@@ -73,21 +73,24 @@ def _tcp_info(p: bytes) -> tuple[int, int, int] | None:
     return (ip_len, tcp_len, payload) if payload > 0 else None
 
 
-def _flow_key(p: bytes, ip_len: int, tcp_len: int) -> bytes:
-    """Everything that must be equal for two segments to merge."""
-    if ip_len == 20:
-        ip = p[1:2] + p[8:9] + p[12:20]  # TOS, TTL, addresses
-    else:
-        ip = p[0:4] + p[7:40]  # traffic class/flow label, hop limit, addresses
-    t = ip_len
-    return ip + p[t:t + 4] + p[t + 8:t + 12] + p[t + 14:t + 16] + p[t + 20:t + tcp_len]
+# Everything that must be equal for two segments to merge: TOS and TTL (traffic class,
+# flow label and hop limit), addresses, ports, ACK number and window.
+_KEY4 = struct.Struct("!xB6xB3x8s4s4x4s2x2s")
+_KEY6 = struct.Struct("!4s3xB32s4s4x4s2x2s")
+
+
+def _flow_key(p: bytes, ip_len: int, tcp_len: int) -> tuple[object, ...]:
+    key = _KEY4.unpack_from(p) if ip_len == 20 else _KEY6.unpack_from(p)
+    if tcp_len > 20:
+        return key + (p[ip_len + 20:ip_len + tcp_len],)  # TCP options
+    return key
 
 
 def coalesce(packets: list[bytes]) -> list[list[bytes]]:
     """The TUN writes (each a list of buffers for writev) for `packets`, in order."""
     writes: list[list[bytes]] = []
     group: list[bytes] = []  # segments of the open super-packet
-    key = b""
+    key: tuple[object, ...] = ()
     next_seq = size = total = ip_len = tcp_len = 0
     psh = False
 

@@ -285,10 +285,11 @@ class Peer:
             return [], [Drop(DropReason.EXPIRED_KEYPAIR, len(datagrams))]
         decrypt, validate = keypair.recv.decrypt, keypair.replay.validate
         lookup, unpack, nonce = self.interface.allowed_ips.lookup, TRANSPORT_HEADER.unpack_from, \
-            crypto.aead_nonce
+            _NONCE.pack
         packets: list[bytes] = []
         drops: dict[DropReason, int] = {}
         authenticated = received = 0
+        allowed_source = b""  # the last inner source address found to be this peer's
         for data in datagrams:
             counter = unpack(data)[2]
             try:
@@ -306,11 +307,13 @@ class Peer:
             length = inner_length(plain)
             if length is None:
                 reason = DropReason.INVALID_INNER_PACKET
-            elif lookup(source_address(plain)) is not self:
-                reason = DropReason.DISALLOWED_SOURCE
             else:
-                packets.append(plain if length == len(plain) else plain[:length])
-                continue
+                source = source_address(plain)
+                if source == allowed_source or lookup(source) is self:
+                    allowed_source = source
+                    packets.append(plain if length == len(plain) else plain[:length])
+                    continue
+                reason = DropReason.DISALLOWED_SOURCE
             drops[reason] = drops.get(reason, 0) + 1
         out: list[Action] = [Drop(reason, n) for reason, n in drops.items()]
         if not authenticated:
