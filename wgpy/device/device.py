@@ -97,7 +97,7 @@ class Device:
         self.stopped = threading.Event()  # set when the device must go (TUN gone, close)
         self.stop_reason = ""
         self._threads: list[threading.Thread] = []
-        self._handshake_q: queue.Queue[tuple[bytes, Endpoint]] = \
+        self._handshake_q: queue.Queue[tuple[bytes, Endpoint] | None] = \
             queue.Queue(MAX_QUEUED_INCOMING_HANDSHAKES)
         self._timer_wake = threading.Event()
         self._timer_due = 0.0  # when the timers thread will look next (clock.now() seconds)
@@ -133,6 +133,10 @@ class Device:
             self._wake_tun.wake()
             self._wake_udp.wake()
             self._timer_wake.set()
+            try:
+                self._handshake_q.put_nowait(None)  # wakes the handshake worker
+            except queue.Full:
+                pass
 
     def close(self) -> None:
         """Stop and drain the threads, then release the sockets and the TUN."""
@@ -348,9 +352,12 @@ class Device:
         q = self._handshake_q
         while not self.stopped.is_set():
             try:
-                data, src = q.get(timeout=POLL_INTERVAL)
+                item = q.get(timeout=POLL_INTERVAL)
             except queue.Empty:
                 continue
+            if item is None:
+                continue  # the stop signal: the loop condition ends it
+            data, src = item
             with self.lock:
                 now = clock.now()
                 under_load = self.iface.under_load(q.qsize(), now)

@@ -1,0 +1,134 @@
+"""Two devices in one process over in-memory TUNs and loopback UDP, configured through
+their UAPI sockets in a temporary directory: the daemon's threads, its UAPI server and
+its config semantics without root."""
+
+from __future__ import annotations
+
+import io
+import ipaddress
+import threading
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from fakes import FakeTun
+from helpers import ipv4
+from uapi.client import Client
+from uapi.errors import UapiError
+from wgpy import crypto
+from wgpy.device.device import Device
+from wgpy.device.ipc import UapiServer, listen
+from wgpy.device.log import VERBOSE, Logger
+
+
+class Node:
+    def __init__(self, name: str, directory: Path) -> None:
+        self.tun = FakeTun(name)
+        self.log = io.StringIO()
+        self.device = Device(self.tun, Logger(name, VERBOSE, self.log))
+        self.server = UapiServer(self.device, listen(name, str(directory)))
+        self.thread = threading.Thread(target=self.server.serve, daemon=True)
+        self.device.start()
+        self.thread.start()
+        self.device.set_up(True)
+        self.client = Client.from_path(str(directory / f"{name}.sock"))
+        self.private = crypto.generate_private_key()
+        self.public = crypto.public_key(self.private)
+
+    def close(self) -> None:
+        self.device.stop("test over")
+        self.server.close()
+        self.device.close()
+        self.thread.join(5)
+
+
+@pytest.fixture
+def pair(tmp_path: Path) -> Iterator[tuple[Node, Node]]:
+    a, b = Node("wgfa", tmp_path), Node("wgfb", tmp_path)
+    try:
+        yield a, b
+    finally:
+        a.close()
+        b.close()
+
+
+def configure(a: Node, b: Node) -> None:
+    pa, pb = a.client.get().listen_port, b.client.get().listen_port
+    a.client.set([f"private_key={a.private.hex()}", "public_key=" + b.public.hex(),
+                  f"endpoint=127.0.0.1:{pb}", "allowed_ip=10.0.0.2/32"])
+    b.client.set([f"private_key={b.private.hex()}", "public_key=" + a.public.hex(),
+                  f"endpoint=127.0.0.1:{pa}", "allowed_ip=10.0.0.1/32"])
+
+
+def test_packets_cross_both_ways(pair: tuple[Node, Node]) -> None:
+    a, b = pair
+    configure(a, b)
+    out = ipv4("10.0.0.1", "10.0.0.2", b"over the tunnel")
+    a.tun.app.send(out)
+    assert b.tun.app.recv(2000) == out  # handshake, then the staged packet
+    back = ipv4("10.0.0.2", "10.0.0.1", b"and back")
+    b.tun.app.send(back)
+    assert a.tun.app.recv(2000) == back
+    for _ in range(50):
+        a.tun.app.send(out)
+    assert all(b.tun.app.recv(2000) == out for _ in range(50))
+    info = a.client.get()
+    (peer,) = info.peers
+    assert peer.public_key == b.public and peer.last_handshake_time_sec > 1_600_000_000
+    assert peer.tx_bytes > 50 * 32 and peer.rx_bytes > 0
+    assert peer.allowed_ips == [ipaddress.ip_network("10.0.0.2/32")]
+
+
+def test_set_semantics(pair: tuple[Node, Node]) -> None:
+    a, b = pair
+    configure(a, b)
+    client = a.client
+    # A peer with our own public key is ignored; update_only never creates.
+    client.set([f"public_key={a.public.hex()}", "allowed_ip=10.9.9.9/32"])
+    client.set(["public_key=" + "11" * 32, "update_only=true", "allowed_ip=10.7.0.0/16"])
+    assert [p.public_key for p in client.get().peers] == [b.public]
+    # Not atomic: what came before the error stays.
+    with pytest.raises(UapiError) as err:
+        client.set(["public_key=" + "22" * 32, "allowed_ip=10.6.0.0/16", "bogus=1"])
+    assert err.value.errno == -22
+    keys = {p.public_key for p in client.get().peers}
+    assert keys == {b.public, bytes.fromhex("22" * 32)}
+    # Removing one prefix, replacing them all, removing the peer.
+    client.set(["public_key=" + "22" * 32, "allowed_ip=10.5.0.0/16", "allowed_ip=-10.6.0.0/16"])
+    (p22,) = [p for p in client.get().peers if p.public_key == bytes.fromhex("22" * 32)]
+    assert p22.allowed_ips == [ipaddress.ip_network("10.5.0.0/16")]
+    client.set(["public_key=" + "22" * 32, "remove=true"])
+    assert [p.public_key for p in client.get().peers] == [b.public]
+    # A new private key whose public key is a peer's removes that peer.
+    client.set([f"private_key={b.private.hex()}"])
+    assert client.get().peers == []
+    # replace_peers, and the private key's removal.
+    client.set(["public_key=" + "33" * 32, "replace_allowed_ips=true"])
+    client.set(["replace_peers=true", "private_key=" + "00" * 32])
+    info = client.get()
+    assert info.peers == [] and info.private_key is None
+
+
+def test_listen_port_in_use_is_eaddrinuse_and_the_old_port_stays(
+        pair: tuple[Node, Node]) -> None:
+    a, b = pair
+    taken = b.client.get().listen_port
+    before = a.client.get().listen_port
+    with pytest.raises(UapiError) as err:
+        a.client.set([f"listen_port={taken}"])
+    assert err.value.errno == -98
+    assert a.client.get().listen_port == before
+    a.client.set(["fwmark=0"])  # unchanged: a no-op even without CAP_NET_ADMIN
+
+
+def test_garbage_on_the_socket_does_not_hurt(pair: tuple[Node, Node]) -> None:
+    a, _ = pair
+    impatient = Client.from_path(a.client.path, timeout=0.3)
+    for raw in (b"hello\n", b"set=1\n" + b"x" * 70000 + b"\n\n", b"get=1\nZ", b"\0" * 1000):
+        try:
+            impatient.request(raw)
+        except Exception:
+            pass
+    assert a.client.get().listen_port > 0
+    assert not a.device.stopped.is_set()
