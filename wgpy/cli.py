@@ -5,7 +5,9 @@
 Startup order is wireguard-go's, because wg-quick runs `wg setconf` the moment we exit:
 create the TUN (or adopt WG_TUN_FD), open the UAPI socket (or adopt WG_UAPI_FD), and
 only then, unless in the foreground (-f or WG_PROCESS_FOREGROUND=1), re-execute ourselves
-with both fds inherited and exit 0. The background copy builds the device and runs until
+with both fds inherited and exit 0 once the copy says (through the WGPY_READY_FD pipe)
+that it serves them: Python takes half a second to start, and a `wg setconf`, a signal or
+an `ip link delete` in that window must find a running daemon. The background copy builds the device and runs until
 SIGTERM or SIGINT, the deletion of its TUN, or the deletion of its socket file; it then
 unlinks the socket and exits 0. Setup failures exit 1 with one clear line.
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import faulthandler
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -30,6 +33,8 @@ from wgpy.device.tun import Tun, TunError
 USAGE = "Usage: wgpy [-f/--foreground] INTERFACE-NAME\n       wgpy --version\n"
 EXIT_SETUP_FAILED = 1
 ENV_TUN_FD, ENV_UAPI_FD, ENV_FOREGROUND = "WG_TUN_FD", "WG_UAPI_FD", "WG_PROCESS_FOREGROUND"
+ENV_READY_FD = "WGPY_READY_FD"
+READY_TIMEOUT = 10.0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) == 2 and args[0] in ("-f", "--foreground"):
         foreground, args = True, args[1:]
     if len(args) != 1 or args[0].startswith("-"):
-        sys.stderr.write(USAGE)
+        sys.stdout.write(USAGE)
         return 0  # wireguard-go prints the usage and exits 0
     name = args[0]
     log = Logger(name, level_from_env(os.environ.get("LOG_LEVEL")))
@@ -68,16 +73,34 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _daemonize(args: list[str], tun: Tun, uapi: socket.socket, log: Logger) -> int:
+    """Hand the TUN and the socket to a background copy and exit 0 once it serves them;
+    if the copy dies first, remove the socket file and fail."""
+    ready_r, ready_w = os.pipe()
     env = dict(os.environ, **{ENV_TUN_FD: str(tun.fd), ENV_UAPI_FD: str(uapi.fileno()),
-                              ENV_FOREGROUND: "1"})
+                              ENV_FOREGROUND: "1", ENV_READY_FD: str(ready_w)})
     quiet = log.level == SILENT or "LOG_LEVEL" not in os.environ
     stdio = subprocess.DEVNULL if quiet else None
     try:
-        subprocess.Popen([sys.executable, "-m", "wgpy", *args], env=env,
-                         pass_fds=(tun.fd, uapi.fileno()), stdin=subprocess.DEVNULL,
-                         stdout=stdio, stderr=stdio, start_new_session=True)
+        child = subprocess.Popen([sys.executable, "-m", "wgpy", *args], env=env,
+                                 pass_fds=(tun.fd, uapi.fileno(), ready_w),
+                                 stdin=subprocess.DEVNULL, stdout=stdio, stderr=stdio,
+                                 start_new_session=True)
     except OSError as exc:
         log.error("Failed to daemonize: %s", exc)
+        return EXIT_SETUP_FAILED
+    finally:
+        os.close(ready_w)
+    ready, _, _ = select.select([ready_r], [], [], READY_TIMEOUT)
+    ok = bool(ready) and os.read(ready_r, 1) == b"1"
+    os.close(ready_r)
+    if not ok:
+        log.error("The background daemon did not start")
+        if child.poll() is None:
+            child.kill()
+        try:
+            os.unlink(uapi.getsockname())
+        except OSError:
+            pass
         return EXIT_SETUP_FAILED
     return 0
 
@@ -97,6 +120,13 @@ def _run(tun: Tun, uapi: socket.socket, log: Logger) -> int:
     for name, body in (("uapi_accept", server.serve), ("netlink", lambda: watch_link(device))):
         threading.Thread(target=body, name=name, daemon=True).start()
     log.verbose("Device started")
+    ready_fd = os.environ.pop(ENV_READY_FD, None)
+    if ready_fd is not None:  # tell the launcher we serve, so it may exit 0
+        try:
+            os.write(int(ready_fd), b"1")
+            os.close(int(ready_fd))
+        except (OSError, ValueError):
+            pass
     while not device.stopped.wait(0.5):
         pass
     log.verbose("Shutting down: %s", device.stop_reason)

@@ -165,7 +165,8 @@ class Device:
                 if not up:
                     peer.stop()
                 else:
-                    peer.last_sent_handshake = None
+                    if not peer.handshake_in_progress:  # keep a pending one's rate limit
+                        peer.last_sent_handshake = None
                     if peer.persistent_keepalive_interval:
                         actions += peer.send_keepalive(now)
                     actions += peer.send_batch([], now)

@@ -100,6 +100,9 @@ class UapiServer:
         """Thread body of `uapi_accept`: runs until the device stops or the file goes."""
         self.listener.settimeout(WATCH_INTERVAL)
         device = self.device
+        if self._identity is None:
+            device.stop("UAPI socket deleted")  # before we even started
+            return
         while not device.stopped.is_set():
             if self._stat() != self._identity:
                 device.stop("UAPI socket deleted")

@@ -53,7 +53,8 @@ def watch_link(device: Device, poll: float = 1.0) -> None:
                 if msg.get("index") != index:
                     continue
                 if msg["event"] == "RTM_DELLINK":
-                    device.set_up(True)
+                    if not device.stopped.wait(0.2):  # deleted, or moved away?
+                        device.set_up(True)
                     return
                 if msg["event"] == "RTM_NEWLINK":
                     new_mtu = msg.get_attr("IFLA_MTU")
