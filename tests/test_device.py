@@ -110,15 +110,18 @@ def test_set_semantics(pair: tuple[Node, Node]) -> None:
     assert info.peers == [] and info.private_key is None
 
 
-def test_listen_port_in_use_is_eaddrinuse_and_the_old_port_stays(
+def test_listen_port_in_use_is_eaddrinuse_and_leaves_the_device_unbound(
         pair: tuple[Node, Node]) -> None:
     a, b = pair
     taken = b.client.get().listen_port
     before = a.client.get().listen_port
+    a.client.set([f"listen_port={before}"])  # the port we hold: fine
     with pytest.raises(UapiError) as err:
         a.client.set([f"listen_port={taken}"])
     assert err.value.errno == -98
-    assert a.client.get().listen_port == before
+    assert a.client.get().listen_port == 0  # as wireguard-go: unbound, no listen_port line
+    a.client.set(["listen_port=0"])
+    assert a.client.get().listen_port > 0
     a.client.set(["fwmark=0"])  # unchanged: a no-op even without CAP_NET_ADMIN
 
 

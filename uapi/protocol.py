@@ -364,6 +364,13 @@ class ServerConnection:
             self._state = _SKIP
             self._skip_dirty = False
 
+    def end_skip(self) -> None:
+        """The reply to a failed set has been sent: what arrives from now on is the next
+        request (wireguard-go drops only what it had read of the failed set)."""
+        if self._state == _SKIP:
+            self._pos = self._scan = len(self._buf)
+            self._state = _IDLE
+
     def next_event(self) -> Event | NeedData:
         """The next event, or `NEED_DATA`. After `CloseConnection`, that again."""
         while True:

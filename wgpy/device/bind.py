@@ -135,8 +135,9 @@ class Bind:
         self.fwmark = mark
 
     def _apply_mark(self, mark: int) -> None:
+        signed = mark - (1 << 32) if mark >> 31 else mark  # setsockopt takes a C int
         for sock in self.sockets:
-            sock.setsockopt(socket.SOL_SOCKET, SO_MARK, mark)
+            sock.setsockopt(socket.SOL_SOCKET, SO_MARK, signed)
 
     # --- receive -------------------------------------------------------------------------------
 

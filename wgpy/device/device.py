@@ -178,18 +178,16 @@ class Device:
             self.iface.mtu = mtu
 
     def bind_update(self, port: int) -> None:
-        """Rebind to `port` (0: a random one). Raises OSError; the old sockets stay then."""
-        old_port = self.bind.port
+        """Rebind to `port` (0: a random one), as wireguard-go's BindUpdate: on failure
+        (OSError, EADDRINUSE for the caller) the device is left unbound, port 0. The port
+        we already hold is kept as it is: closing a socket the UDP reader is selecting on
+        would not free the port in time to bind it again."""
+        if port and port == self.bind.port and self.bind.sockets:
+            return
         self.bind.close()
+        self.bind.port = 0
         try:
             self.bind.open(port)
-        except OSError:
-            if old_port:
-                try:
-                    self.bind.open(old_port)
-                except OSError:
-                    pass
-            raise
         finally:
             self._bind_changed.set()
             self._wake_udp.wake()

@@ -186,5 +186,6 @@ class UapiServer:
             device.execute(actions)
             if replies:
                 conn.sendall(b"".join(replies))
+                parser.end_skip()  # what comes after our reply is a new request
             if parser.closed or not data:
                 return

@@ -18,6 +18,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Callable
 
+from wgpy import crypto
 from wgpy.allowedips import AllowedIPs
 from wgpy.constants import (
     DEFAULT_MTU, IDENTIFIER, MESSAGE_COOKIE_REPLY, MESSAGE_INITIATION, MESSAGE_RESPONSE,
@@ -66,7 +67,11 @@ class Interface:
         identity = StaticIdentity.from_private(private_key)
         if identity.private == self.identity.private:
             return
-        if identity.private is not None and identity.public in self.peers:
+        if identity.private is None:
+            # As wireguard-go: removing the key makes "our" public key that of the zero
+            # private key (X25519 clamps it), which then counts as our own.
+            identity.public = crypto.public_key(crypto.ZERO_KEY)
+        if identity.public in self.peers:
             self.remove_peer(identity.public)
         self.identity.private, self.identity.public = identity.private, identity.public
         self.cookie_checker.set_public(identity.public)

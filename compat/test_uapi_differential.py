@@ -1,10 +1,12 @@
 """Differential test: uapi.protocol's errno for ~2,800 `set` lines against the running
 reference (Debian's wireguard-go 0.0.20220316), and the printed form of what it accepted.
 
-Needs root (a throwaway network namespace); skipped otherwise, or failed when
-WGPY_REQUIRE_ROOT=1 (the policy of compat/conftest.py). The one deliberate difference,
-``allowed_ip=-prefix``, is left out. Endpoint zones are resolved the way the reference's
-Linux bind does (uapi.values.resolve_zone) against the namespace's interfaces.
+Needs root (a throwaway network namespace): marked `root`, so compat/conftest.py skips it
+otherwise, or fails it when WGPY_REQUIRE_ROOT=1. The daemons themselves, side by side, are
+compared in test_uapi_compat.py; this file checks the sans-IO parser and server alone.
+The one deliberate difference, ``allowed_ip=-prefix``, is left out. Endpoint zones are
+resolved the way the reference's Linux bind does (uapi.values.resolve_zone) against the
+namespace's interfaces.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from compat.conftest import require_root
 from uapi.operations import PeerAllowedIP, PeerEndpoint
 from uapi.protocol import RequestError, ServerConnection, SetRequestEnd
 from uapi.values import format_endpoint, format_network, resolve_zone
@@ -29,23 +32,10 @@ pytestmark = pytest.mark.root
 PEER = b"public_key=" + b"01" * 32 + b"\n"
 
 
-def _require_root() -> None:
-    reason = None
-    if os.geteuid() != 0:
-        reason = "needs root (network namespaces)"
-    elif shutil.which("wireguard-go") is None or shutil.which("ip") is None:
-        reason = "needs wireguard-go and ip on PATH"
-    if reason is None:
-        return
-    if os.environ.get("WGPY_REQUIRE_ROOT") == "1":
-        pytest.fail(f"WGPY_REQUIRE_ROOT=1 but {reason}", pytrace=False)
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="module")
 def reference() -> Iterator[tuple[str, dict[str, int]]]:
     """(socket path, interface name → index) of wireguard-go in its own namespace."""
-    _require_root()
+    require_root()
     ns = f"uapidiff{os.getpid()}"
     ifname = f"wgud{os.getpid() % 100000}"
     path = f"/var/run/wireguard/{ifname}.sock"
@@ -196,10 +186,10 @@ def test_get_framing_matches_the_reference(reference: tuple[str, dict[str, int]]
 def test_stock_wg_drives_the_sans_io_server(tmp_path: Path) -> None:
     """Debian's `wg` (1.0.20210914) configures and reads the in-test server of
     test_uapi_client (ServerConnection + format_get) at /var/run/wireguard."""
-    _require_root()
+    require_root()
     if shutil.which("wg") is None:
         pytest.skip("needs wg on PATH")
-    from test_uapi_client import FakeDevice, Server, serve_connection
+    from tests.test_uapi_client import FakeDevice, Server, serve_connection
 
     def wg(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run(["wg", *args], input=stdin, capture_output=True, text=True,
