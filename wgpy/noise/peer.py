@@ -239,39 +239,8 @@ class Peer:
     def consume_data(self, keypair: Keypair, data: bytes, src: Endpoint,
                      now: float) -> list[Action]:
         """Decrypt, check the counter, confirm keys, filter by allowed IPs, deliver."""
-        if not keypair.can_receive(now):
-            keypair.receiving_valid = False
-            return [Drop(DropReason.EXPIRED_KEYPAIR)]
-        _, _, counter = TRANSPORT_HEADER.unpack_from(data)
-        try:
-            plain = keypair.recv.decrypt(crypto.aead_nonce(counter),
-                                         data[TRANSPORT_HEADER_SIZE:], None)
-        except InvalidTag:
-            return [Drop(DropReason.DECRYPTION_FAILED)]
-        if not keypair.replay.validate(counter, REJECT_AFTER_MESSAGES):
-            return [Drop(DropReason.REPLAYED_COUNTER)]
-        before = self.timers.next_deadline()
-        out: list[Action] = []
-        self.endpoint = src
-        rotated, dropped = self.keypairs.received_with(keypair)
-        if rotated:
-            self._forget(dropped)
-            self._handshake_complete(now)
-            self._send_staged(now, out)
-        self._keep_key_fresh_on_receive(now, out)
-        self._authenticated_received(len(data), now)
-        if plain:
-            self.timers.data_received(now)
-            length = inner_length(plain)
-            if length is None:
-                out.append(Drop(DropReason.INVALID_INNER_PACKET))
-            else:
-                packet = plain[:length]
-                if self.interface.allowed_ips.lookup(source_address(packet)) is not self:
-                    out.append(Drop(DropReason.DISALLOWED_SOURCE))
-                else:
-                    out.append(WriteToTun(packet))
-        return self._done(out, before)
+        packets, out = self.consume_data_batch(keypair, [data], src, now)
+        return [WriteToTun(packet) for packet in packets] + out
 
     def consume_data_batch(self, keypair: Keypair, datagrams: list[bytes], src: Endpoint,
                            now: float) -> tuple[list[bytes], list[Action]]:
