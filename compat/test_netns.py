@@ -67,3 +67,19 @@ def test_replies_leave_from_the_address_the_peer_used() -> None:
             assert seen == f"{target}:51820", wb.log_tail()
             assert a.run("ping", "-c", "2", "-i", "0.2", "-W", "2", "10.89.0.2",
                          check=False).returncode == 0
+
+
+def test_mtu_and_link_state_are_followed() -> None:
+    with Lab() as lab:
+        ns = lab.namespace("mt")
+        d = lab.daemon(ns, "wgpy")
+        ns.run("ip", "link", "set", d.ifname, "mtu", "1280")
+        ns.run("ip", "link", "set", d.ifname, "up")
+        ns.run("ip", "link", "set", d.ifname, "down")
+        deadline = time.monotonic() + 5
+        wanted = ["MTU updated: 1280", "Interface up", "Interface down"]
+        while time.monotonic() < deadline and not all(w in d.log.read_text() for w in wanted):
+            time.sleep(0.1)
+        log = d.log.read_text()
+        positions = [log.find(w) for w in wanted]
+        assert -1 not in positions and positions == sorted(positions), log

@@ -175,7 +175,9 @@ class Device:
 
     def set_mtu(self, mtu: int) -> None:
         with self.lock:
-            self.iface.mtu = mtu
+            changed, self.iface.mtu = mtu != self.iface.mtu, mtu
+        if changed:
+            self.log.verbose("MTU updated: %d", mtu)
 
     def bind_update(self, port: int) -> None:
         """Rebind to `port` (0: a random one), as wireguard-go's BindUpdate: on failure
