@@ -217,3 +217,17 @@ def test_low_order_peer_sends_nothing() -> None:
     peer = a.add_peer(bytes(32))
     peer.endpoint = ("192.0.2.9", 1)
     assert sent(peer.initiate(0.0)) == [] and written(a.tick(100.0)) == []
+
+
+def test_replayed_packet_in_a_batch_arms_no_keepalive() -> None:
+    p = Pair()
+    p.handshake(0.0)
+    data = sent(p.a.send(ipv4(IP_A, IP_B), 1.0))[0]
+    p.to_b([data], 1.0)
+    p.b.send(ipv4(IP_B, IP_A), 1.5)  # B answered: no keepalive pending
+    assert p.pb.timers.deadlines["send_keepalive"] is None
+    keepalive = sent(p.pa.send_keepalive(2.0))[0]
+    kp = p.pb.keypairs.current
+    assert kp is not None
+    p.pb.consume_data_batch(kp, [keepalive, data], ("192.0.2.1", 51820), 2.0)
+    assert p.pb.timers.deadlines["send_keepalive"] is None

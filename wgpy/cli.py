@@ -21,7 +21,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 
 from wgpy import __version__
 from wgpy.device.device import Device
@@ -117,8 +116,8 @@ def _run(tun: Tun, uapi: socket.socket, log: Logger) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     device.start()
-    for name, body in (("uapi_accept", server.serve), ("netlink", lambda: watch_link(device))):
-        threading.Thread(target=body, name=name, daemon=True).start()
+    device.spawn("uapi_accept", server.serve)
+    device.spawn("netlink", lambda: watch_link(device))
     log.verbose("Device started")
     ready_fd = os.environ.pop(ENV_READY_FD, None)
     if ready_fd is not None:  # tell the launcher we serve, so it may exit 0

@@ -21,6 +21,8 @@ from typing import Any
 __all__ = ["Bind", "Endpoint"]
 
 Endpoint = tuple[Any, ...]
+Local = tuple[bytes, int]  # local address bytes, interface index
+MAX_SOURCES = 4096
 SOL_UDP = 17
 UDP_SEGMENT = 103
 UDP_GRO = 104
@@ -49,8 +51,8 @@ class Bind:
         self.fwmark = 0
         self.gso = True
         self.gro = True
-        # remote endpoint -> (local address bytes, ifindex) it last reached us on
-        self.sources: dict[Endpoint, tuple[bytes, int]] = {}
+        # authenticated remote endpoint -> the local address it last reached us on
+        self.sources: dict[Endpoint, Local] = {}
         self._buf = bytearray(RECV_BUFFER)
         self._view = memoryview(self._buf)
 
@@ -141,9 +143,20 @@ class Bind:
 
     # --- receive -------------------------------------------------------------------------------
 
-    def recv_batch(self, sock: socket.socket, limit: int) -> list[tuple[bytes, Endpoint]]:
-        """Datagrams waiting on `sock` (GRO batches split), up to about `limit`."""
-        out: list[tuple[bytes, Endpoint]] = []
+    def remember_source(self, endpoint: Endpoint, local: Local | None) -> None:
+        """Reply to `endpoint` from `local` from now on. Call it only for a datagram that
+        authenticated (as the kernel does), so a spoofed source cannot steer replies."""
+        if local is None or self.sources.get(endpoint) == local:
+            return
+        if len(self.sources) >= MAX_SOURCES:
+            self.sources.clear()  # bounded: the kernel chooses until the next packet
+        self.sources[endpoint] = local
+
+    def recv_batch(self, sock: socket.socket, limit: int
+                   ) -> list[tuple[bytes, Endpoint, Local | None]]:
+        """Datagrams waiting on `sock` (GRO batches split), up to about `limit`, with the
+        local address each arrived on."""
+        out: list[tuple[bytes, Endpoint, Local | None]] = []
         view = self._view
         v6 = sock.family == socket.AF_INET6
         while len(out) < limit:
@@ -151,6 +164,10 @@ class Bind:
                 n, anc, _, src = sock.recvmsg_into([view], _ANC, socket.MSG_DONTWAIT)
             except BlockingIOError:
                 break
+            except OSError:
+                if out:
+                    break  # keep what we have; the error comes back on the next call
+                raise
             segment = n
             local: tuple[bytes, int] | None = None
             for level, kind, data in anc:
@@ -162,13 +179,11 @@ class Bind:
                 elif v6 and kind == socket.IPV6_PKTINFO and level == socket.IPPROTO_IPV6:
                     addr, ifindex = _IN6_PKTINFO.unpack(data[:_IN6_PKTINFO.size])
                     local = (addr, ifindex)
-            if local is not None and self.sources.get(src) != local:
-                self.sources[src] = local
             if segment >= n:
-                out.append((bytes(view[:n]), src))
+                out.append((bytes(view[:n]), src, local))
             else:
                 for start in range(0, n, segment):
-                    out.append((bytes(view[start:min(start + segment, n)]), src))
+                    out.append((bytes(view[start:min(start + segment, n)]), src, local))
         return out
 
     # --- send ----------------------------------------------------------------------------------

@@ -35,13 +35,14 @@ from collections import Counter
 from typing import Callable
 
 from wgpy.constants import (
-    MAX_BATCH, MAX_QUEUED_INCOMING_HANDSHAKES, MESSAGE_TRANSPORT, TRANSPORT_MIN_SIZE,
+    MAX_BATCH, MAX_QUEUED_INCOMING_HANDSHAKES, MESSAGE_COOKIE_REPLY, MESSAGE_INITIATION,
+    MESSAGE_RESPONSE, MESSAGE_TRANSPORT, TRANSPORT_MIN_SIZE,
 )
 from wgpy.device import clock
-from wgpy.device.bind import Bind, Endpoint
+from wgpy.device.bind import Bind, Endpoint, Local
 from wgpy.device.log import VERBOSE, Logger
 from wgpy.device.tun import Tun
-from wgpy.messages import TRANSPORT_HEADER
+from wgpy.messages import TRANSPORT_HEADER, classify
 from wgpy.noise.actions import Action, Drop, DropReason, Schedule, SendBatch, SendDatagram
 from wgpy.noise.actions import WriteToTun
 from wgpy.noise.interface import Interface
@@ -97,7 +98,7 @@ class Device:
         self.stopped = threading.Event()  # set when the device must go (TUN gone, close)
         self.stop_reason = ""
         self._threads: list[threading.Thread] = []
-        self._handshake_q: queue.Queue[tuple[bytes, Endpoint] | None] = \
+        self._handshake_q: queue.Queue[tuple[bytes, Endpoint, Local | None] | None] = \
             queue.Queue(MAX_QUEUED_INCOMING_HANDSHAKES)
         self._timer_wake = threading.Event()
         self._timer_due = 0.0  # when the timers thread will look next (clock.now() seconds)
@@ -113,9 +114,10 @@ class Device:
         self.bind.open(0)
         for name, body in (("tun_reader", self._tun_reader), ("udp_reader", self._udp_reader),
                            ("handshake", self._handshake_worker), ("timers", self._timers)):
-            self._spawn(name, body)
+            self.spawn(name, body)
 
-    def _spawn(self, name: str, body: Callable[[], None]) -> None:
+    def spawn(self, name: str, body: Callable[[], None]) -> None:
+        """Run `body` in a thread named `name`; if it fails, the device stops, loudly."""
         def run() -> None:
             try:
                 body()
@@ -235,15 +237,13 @@ class Device:
         for iov in self.tun.writes(packets):
             try:
                 writev(fd, iov)
-            except BlockingIOError:
-                self._drop(DropReason.STAGED_QUEUE_FULL, 1)
             except OSError as exc:
-                if exc.errno in (errno.EIO, errno.EINVAL):
-                    continue  # link down, or IPv6 chatter before it came up
                 if exc.errno == errno.EBADFD:
                     self.stop("TUN deleted")
                     return
-                raise
+                # EIO: link down (IPv6 chatter arrives before it is up); EAGAIN: the
+                # kernel's queue is full. The packet is lost, the daemon goes on.
+                self._drop(DropReason.TUN_WRITE_FAILED, 1)
 
     @staticmethod
     def _wait_readable(fds: list[int], waker: _Waker) -> list[int]:
@@ -273,14 +273,15 @@ class Device:
         lookup = self.iface.allowed_ips.lookup
         by_peer: dict[Peer, list[bytes]] = {}
         actions: list[Action] = []
+        no_route = 0
         with self.lock:
             now = clock.now()
             for packet in packets:
-                version = packet[0] >> 4
+                version = packet[0] >> 4 if len(packet) >= 20 else 0
                 dst = packet[16:20] if version == 4 else packet[24:40]
-                peer = lookup(dst) if version in (4, 6) and len(packet) >= 20 else None
+                peer = lookup(dst) if version in (4, 6) else None
                 if peer is None:
-                    self._drop(DropReason.NO_ROUTE, 1)
+                    no_route += 1
                     continue
                 group = by_peer.get(peer)
                 if group is None:
@@ -289,12 +290,14 @@ class Device:
                     group.append(packet)
             for peer, group in by_peer.items():
                 actions += peer.send_batch(group, now)
+        if no_route:
+            self._drop(DropReason.NO_ROUTE, no_route)
         self.execute(actions)
 
     def _udp_reader(self) -> None:
         while not self.stopped.is_set():
-            socks = {s.fileno(): s for s in self.bind.sockets}
             self._bind_changed.clear()
+            socks = {s.fileno(): s for s in self.bind.sockets}
             ready = self._wait_readable(list(socks), self._wake_udp)
             if self._bind_changed.is_set():
                 continue
@@ -309,7 +312,7 @@ class Device:
                 if batch:
                     self._decrypt_batch(batch)
 
-    def _decrypt_batch(self, batch: list[tuple[bytes, Endpoint]]) -> None:
+    def _decrypt_batch(self, batch: list[tuple[bytes, Endpoint, Local | None]]) -> None:
         """Classify; decrypt transport data in runs per (receiver index, source) and write
         it to the TUN in order; queue handshake messages for the handshake worker."""
         unpack = TRANSPORT_HEADER.unpack_from
@@ -317,37 +320,48 @@ class Device:
         actions: list[Action] = []
         run: list[bytes] = []
         run_key: tuple[int, Endpoint] | None = None
+        local: Local | None = None
+        invalid = 0
         with self.lock:
             now = clock.now()
-            for data, src in batch:
+            for data, src, here in batch:
                 if data[:4] != _TRANSPORT_WORD or len(data) < TRANSPORT_MIN_SIZE:
+                    if classify(data) is None:
+                        invalid += 1  # junk never takes a handshake queue slot
+                        continue
                     try:
-                        self._handshake_q.put_nowait((data, src))
+                        self._handshake_q.put_nowait((data, src, here))
                     except queue.Full:
                         self._drop(DropReason.RATE_LIMITED, 1)
                     continue
                 key = (unpack(data)[1], src)
                 if key != run_key and run_key is not None:
-                    self._consume_run(run_key, run, now, packets, actions)
+                    self._consume_run(run_key, run, local, now, packets, actions)
                     run = []
-                run_key = key
+                run_key, local = key, here
                 run.append(data)
             if run_key is not None:
-                self._consume_run(run_key, run, now, packets, actions)
+                self._consume_run(run_key, run, local, now, packets, actions)
+        if invalid:
+            self._drop(DropReason.INVALID_MESSAGE, invalid)
         if packets:
             self._write_tun(packets)
         self.execute(actions)
 
-    def _consume_run(self, run_key: tuple[int, Endpoint], run: list[bytes], now: float,
-                     packets: list[bytes], actions: list[Action]) -> None:
+    def _consume_run(self, run_key: tuple[int, Endpoint], run: list[bytes],
+                     local: Local | None, now: float, packets: list[bytes],
+                     actions: list[Action]) -> None:
         """Transport data with one receiver index from one source, in arrival order."""
         entry = self.iface.index.get(run_key[0])
         if entry is None or entry[1] is None:
             self._drop(DropReason.UNKNOWN_INDEX, len(run))
             return
-        got, more = entry[0].consume_data_batch(entry[1], run, run_key[1], now)
+        peer, src = entry[0], run_key[1]
+        got, more = peer.consume_data_batch(entry[1], run, src, now)
         packets += got
         actions += more
+        if peer.endpoint == src:  # set only by an authenticated packet
+            self.bind.remember_source(src, local)
 
     def _handshake_worker(self) -> None:
         q = self._handshake_q
@@ -358,23 +372,27 @@ class Device:
                 continue
             if item is None:
                 continue  # the stop signal: the loop condition ends it
-            data, src = item
+            data, src, local = item
             with self.lock:
                 now = clock.now()
                 under_load = self.iface.under_load(q.qsize(), now)
                 actions = self.iface.receive(data, src, now, under_load)
+            if data[0] in (MESSAGE_INITIATION, MESSAGE_RESPONSE) and not any(
+                    type(a) is Drop or (type(a) is SendDatagram and a.data[0] ==  # type: ignore[union-attr]
+                                        MESSAGE_COOKIE_REPLY) for a in actions):
+                self.bind.remember_source(src, local)  # it authenticated
             self.execute(actions)
 
     def _timers(self) -> None:
         while not self.stopped.is_set():
+            self._timer_wake.clear()  # a Schedule from now on wakes the wait below
             with self.lock:
                 now = clock.now()
                 self.iface.wall_offset = clock.wall_offset()
                 actions = self.iface.tick(now)
                 deadline = self.iface.next_deadline()
+                sleep = TIMER_MAX_SLEEP if deadline is None else min(max(deadline - now, 0.0),
+                                                                     TIMER_MAX_SLEEP)
+                self._timer_due = now + sleep  # Schedules are made under the lock too
             self.execute(actions)
-            sleep = TIMER_MAX_SLEEP if deadline is None else min(max(deadline - now, 0.0),
-                                                                 TIMER_MAX_SLEEP)
-            self._timer_due = now + sleep
             self._timer_wake.wait(sleep)
-            self._timer_wake.clear()

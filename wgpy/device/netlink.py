@@ -36,20 +36,29 @@ def link_state(name: str) -> tuple[int, bool, int] | None:
 
 def watch_link(device: Device, poll: float = 1.0) -> None:
     """Thread body: apply link events to `device` until it stops."""
-    state = link_state(device.tun.name)
-    if state is None:
-        device.set_up(True)  # already moved elsewhere: assume up
-        return
-    index, up, mtu = state
-    device.set_mtu(mtu)
-    device.set_up(up)
     with IPRoute() as mon:
-        mon.bind(groups=RTMGRP_LINK)
+        mon.bind(groups=RTMGRP_LINK)  # subscribe first, so no event falls between
+        state = link_state(device.tun.name)
+        if state is None:
+            device.set_up(True)  # already moved elsewhere: assume up
+            return
+        index, up, mtu = state
+        device.set_mtu(mtu)
+        device.set_up(up)
         while not device.stopped.is_set():
             ready, _, _ = select.select([mon.fileno()], [], [], poll)
             if not ready:
                 continue
-            for msg in mon.get():
+            try:
+                messages = mon.get()
+            except OSError as exc:  # e.g. ENOBUFS after an overrun: look again
+                device.log.verbose("netlink: %s", exc)
+                state = link_state(device.tun.name)
+                if state is not None:
+                    device.set_mtu(state[2])
+                    device.set_up(state[1])
+                continue
+            for msg in messages:
                 if msg.get("index") != index:
                     continue
                 if msg["event"] == "RTM_DELLINK":

@@ -35,6 +35,7 @@ class DropReason(enum.Enum):
     NO_ROUTE = "no peer for the destination address"
     NO_ENDPOINT = "peer has no known endpoint"
     STAGED_QUEUE_FULL = "staged queue full, oldest packet dropped"
+    TUN_WRITE_FAILED = "the TUN refused the packet (link down or queue full)"
     HANDSHAKE_GAVE_UP = "handshake did not complete after REKEY_ATTEMPT_TIME"
 
 

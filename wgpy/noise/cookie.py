@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import enum
 import os
+from hmac import compare_digest
 
 from wgpy import crypto
 from wgpy.constants import (
@@ -69,12 +70,12 @@ class CookieChecker:
                  check_cookie: bool) -> MacState:
         """Check mac1, and mac2 too when `check_cookie` (we are under load)."""
         m1, m2 = mac1_offset(kind), mac2_offset(kind)
-        if crypto.mac(self.mac1_key, msg[:m1]) != msg[m1:m2]:
+        if not compare_digest(crypto.mac(self.mac1_key, msg[:m1]), msg[m1:m2]):
             return MacState.INVALID_MAC
         if not check_cookie:
             return MacState.VALID_MAC_BUT_NO_COOKIE
         cookie = self._cookie(source, now)
-        if crypto.mac(cookie, msg[:m2]) != msg[m2:m2 + MAC_SIZE]:
+        if not compare_digest(crypto.mac(cookie, msg[:m2]), msg[m2:m2 + MAC_SIZE]):
             return MacState.VALID_MAC_BUT_NO_COOKIE
         return MacState.VALID_MAC_WITH_COOKIE
 

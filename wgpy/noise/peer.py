@@ -258,6 +258,7 @@ class Peer:
         packets: list[bytes] = []
         drops: dict[DropReason, int] = {}
         authenticated = received = 0
+        data_received = False
         allowed_source = b""  # the last inner source address found to be this peer's
         for data in datagrams:
             counter = unpack(data)[2]
@@ -273,6 +274,7 @@ class Peer:
             received += len(data)
             if not plain:
                 continue  # keepalive
+            data_received = True  # authenticated data, whatever the filters below decide
             length = inner_length(plain)
             if length is None:
                 reason = DropReason.INVALID_INNER_PACKET
@@ -298,7 +300,7 @@ class Peer:
         self.rx_bytes += received
         self.timers.any_authenticated_packet_received(now)
         self.timers.any_authenticated_packet_traversal(now)
-        if packets or any(r is not DropReason.DECRYPTION_FAILED for r in drops):
+        if data_received:
             self.timers.data_received(now)
         return packets, self._done(out, before)
 
