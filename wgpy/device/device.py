@@ -270,16 +270,14 @@ class Device:
 
     def _encrypt_batch(self, packets: list[bytes]) -> None:
         """Route, stage, assign nonces, encrypt and send, in order per peer."""
-        lookup = self.iface.allowed_ips.lookup
+        route = self.iface.route
         by_peer: dict[Peer, list[bytes]] = {}
         actions: list[Action] = []
         no_route = 0
         with self.lock:
             now = clock.now()
             for packet in packets:
-                version = packet[0] >> 4 if len(packet) >= 20 else 0
-                dst = packet[16:20] if version == 4 else packet[24:40]
-                peer = lookup(dst) if version in (4, 6) else None
+                peer = route(packet)
                 if peer is None:
                     no_route += 1
                     continue

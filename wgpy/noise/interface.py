@@ -100,13 +100,19 @@ class Interface:
 
     # --- traffic -------------------------------------------------------------------------------
 
+    def route(self, packet: bytes) -> Peer | None:
+        """The peer whose allowed IPs hold the packet's destination (cryptokey routing)."""
+        if len(packet) < 20:
+            return None
+        version = packet[0] >> 4
+        dst = packet[16:20] if version == 4 else packet[24:40] if version == 6 else b""
+        return self.allowed_ips.lookup(dst)
+
     def send(self, packet: bytes, now: float) -> list[Action]:
         """Route an IP packet read from the TUN to its peer."""
         if len(packet) < 20:
             return [Drop(DropReason.INVALID_INNER_PACKET)]
-        version = packet[0] >> 4
-        dst = packet[16:20] if version == 4 else packet[24:40] if version == 6 else b""
-        peer = self.allowed_ips.lookup(dst)
+        peer = self.route(packet)
         if peer is None:
             return [Drop(DropReason.NO_ROUTE)]
         return peer.send(packet, now)
