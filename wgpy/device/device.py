@@ -35,7 +35,8 @@ from collections import Counter
 from typing import Callable
 
 from wgpy.constants import (
-    MAX_BATCH, MAX_QUEUED_INCOMING_HANDSHAKES, MESSAGE_COOKIE_REPLY, MESSAGE_INITIATION,
+    INLINE_HANDSHAKE_BURST, INLINE_HANDSHAKES_PER_SECOND, MAX_BATCH,
+    MAX_QUEUED_INCOMING_HANDSHAKES, MESSAGE_COOKIE_REPLY, MESSAGE_INITIATION,
     MESSAGE_RESPONSE, MESSAGE_TRANSPORT, TRANSPORT_MIN_SIZE,
 )
 from wgpy.device import clock
@@ -47,6 +48,7 @@ from wgpy.noise.actions import Action, Drop, DropReason, Schedule, SendBatch, Se
 from wgpy.noise.actions import WriteToTun
 from wgpy.noise.interface import Interface
 from wgpy.noise.peer import Peer
+from wgpy.noise.warmup import rehearse
 
 __all__ = ["Device"]
 
@@ -100,6 +102,8 @@ class Device:
         self._threads: list[threading.Thread] = []
         self._handshake_q: queue.Queue[tuple[bytes, Endpoint, Local | None] | None] = \
             queue.Queue(MAX_QUEUED_INCOMING_HANDSHAKES)
+        self._inline_tokens = float(INLINE_HANDSHAKE_BURST)
+        self._inline_at = 0.0
         self._timer_wake = threading.Event()
         self._timer_due = 0.0  # when the timers thread will look next (clock.now() seconds)
         self._bind_changed = threading.Event()
@@ -111,6 +115,7 @@ class Device:
 
     def start(self) -> None:
         """Bind a random port at once (as Debian's wireguard-go does) and start the threads."""
+        rehearse()  # the first handshake would otherwise pay for cold code paths
         self.bind.open(0)
         for name, body in (("tun_reader", self._tun_reader), ("udp_reader", self._udp_reader),
                            ("handshake", self._handshake_worker), ("timers", self._timers)):
@@ -327,6 +332,12 @@ class Device:
                     if classify(data) is None:
                         invalid += 1  # junk never takes a handshake queue slot
                         continue
+                    if self._may_answer_inline(now):
+                        if run_key is not None:  # in arrival order: data before it first
+                            self._consume_run(run_key, run, local, now, packets, actions)
+                            run, run_key = [], None
+                        actions += self._handshake(data, src, here, now, False)
+                        continue
                     try:
                         self._handshake_q.put_nowait((data, src, here))
                     except queue.Full:
@@ -373,13 +384,34 @@ class Device:
             data, src, local = item
             with self.lock:
                 now = clock.now()
-                under_load = self.iface.under_load(q.qsize(), now)
-                actions = self.iface.receive(data, src, now, under_load)
-            if data[0] in (MESSAGE_INITIATION, MESSAGE_RESPONSE) and not any(
-                    type(a) is Drop or (type(a) is SendDatagram and a.data[0] ==  # type: ignore[union-attr]
-                                        MESSAGE_COOKIE_REPLY) for a in actions):
-                self.bind.remember_source(src, local)  # it authenticated
+                actions = self._handshake(data, src, local, now,
+                                          self.iface.under_load(q.qsize(), now))
             self.execute(actions)
+
+    def _may_answer_inline(self, now: float) -> bool:
+        """Whether the UDP reader may answer a handshake message itself (under the lock):
+        only with the queue empty, not under load, and within a token bucket of
+        INLINE_HANDSHAKES_PER_SECOND, so that a flood still meets the queue's defences."""
+        if not self._handshake_q.empty() or self.iface.under_load(0, now):
+            return False
+        tokens = min(float(INLINE_HANDSHAKE_BURST),
+                     self._inline_tokens + (now - self._inline_at) * INLINE_HANDSHAKES_PER_SECOND)
+        self._inline_at = now
+        if tokens < 1.0:
+            self._inline_tokens = tokens
+            return False
+        self._inline_tokens = tokens - 1.0
+        return True
+
+    def _handshake(self, data: bytes, src: Endpoint, local: Local | None, now: float,
+                   under_load: bool) -> list[Action]:
+        """A handshake message or cookie reply through the core (under the lock)."""
+        actions = self.iface.receive(data, src, now, under_load)
+        if data[0] in (MESSAGE_INITIATION, MESSAGE_RESPONSE) and not any(
+                type(a) is Drop or (type(a) is SendDatagram and a.data[0] ==  # type: ignore[union-attr]
+                                    MESSAGE_COOKIE_REPLY) for a in actions):
+            self.bind.remember_source(src, local)  # it authenticated
+        return actions
 
     def _timers(self) -> None:
         while not self.stopped.is_set():
