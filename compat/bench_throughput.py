@@ -441,29 +441,40 @@ def main() -> None:
                                            text=True).stdout.splitlines()[0]}
     rows: list[dict[str, Any]] = []
     hs: list[dict[str, Any]] = []
+    errors: list[dict[str, Any]] = []
     started = time.monotonic()
     for rnd in range(args.rounds):
         k = rnd % len(items)
         for item in items[k:] + items[:k]:
-            if item[0] == "pair":
-                row = measure_pair(*item[1:], seconds=args.seconds, udp_rate=args.udp_rate)
-                row["round"] = rnd + 1
-                rows.append(row)
-                print(f"round {rnd + 1}  {describe(row)}", flush=True)
-            else:
-                r = bench_handshakes.measure(item[1], item[2], args.handshake_seconds)
-                r["round"] = rnd + 1
-                hs.append(r)
-                print(f"round {rnd + 1}  handshakes {bench_handshakes.describe(r)}", flush=True)
+            try:
+                if item[0] == "pair":
+                    row = measure_pair(*item[1:], seconds=args.seconds,
+                                       udp_rate=args.udp_rate)
+                    row["round"] = rnd + 1
+                    rows.append(row)
+                    print(f"round {rnd + 1}  {describe(row)}", flush=True)
+                else:
+                    r = bench_handshakes.measure(item[1], item[2], args.handshake_seconds)
+                    r["round"] = rnd + 1
+                    hs.append(r)
+                    print(f"round {rnd + 1}  handshakes {bench_handshakes.describe(r)}",
+                          flush=True)
+            except (RuntimeError, OSError, ValueError, KeyError,
+                    subprocess.SubprocessError) as exc:
+                # One failed measurement is reported and left out of the medians; the
+                # round goes on (the lab has already removed what it built).
+                errors.append({"round": rnd + 1, "item": list(item), "error": str(exc)})
+                print(f"round {rnd + 1}  {' '.join(item)} FAILED: {exc}", flush=True)
     meta["elapsed_s"] = round(time.monotonic() - started)
     med = summarize(rows + handshake_rows(hs))
     print()
     print(run_title(meta))
     print(format_table(med, args.rounds))
-    print(f"({meta['elapsed_s']} s)")
+    print(f"({meta['elapsed_s']} s; {len(errors)} failed measurements)")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"meta": meta, "rows": rows, "handshakes": hs},
+        args.json.write_text(json.dumps({"meta": meta, "rows": rows, "handshakes": hs,
+                                         "errors": errors},
                                         indent=1))
         print(f"raw results: {args.json}")
     if not args.no_chart:
