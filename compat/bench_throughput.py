@@ -368,7 +368,9 @@ def draw_chart(med: dict[str, dict[str, float | None]], path: Path, title: str) 
     for ax, (key, label, fmt, higher) in zip(axes.flat, figures):
         cols = [p[0] for p in PAIRS if med[key].get(p[0]) is not None]
         vals = [med[key][c] for c in cols]
-        bars = ax.bar(cols, vals, color=[colors[c] for c in cols])
+        names = [c if not key.startswith("hs_") else
+                 {v: k for k, v in HANDSHAKE_COLUMN.items()}[c] for c in cols]
+        bars = ax.bar(names, vals, color=[colors[c] for c in cols])
         for bar, v in zip(bars, vals):
             ax.annotate(fmt.format(v), (bar.get_x() + bar.get_width() / 2, bar.get_height()),
                         ha="center", va="bottom", fontsize=7)
