@@ -399,6 +399,15 @@ def handshake_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+def _git(*args: str) -> str:
+    """What code was measured: the daemon runs from this working tree, edits included."""
+    try:
+        return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True,
+                              text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
 def run_title(meta: dict[str, Any]) -> str:
     return (f"wgpy vs wireguard-go, {meta['host']} ({meta['cpus']} CPUs), medians of "
             f"{meta['rounds']} rounds, {meta['seconds']} s per test, {meta['date']}")
@@ -439,6 +448,8 @@ def main() -> None:
             "seconds": args.seconds, "handshake_seconds": args.handshake_seconds,
             "udp_rate": args.udp_rate, "kernel": platform.release(),
             "python": platform.python_version(), "date": time.strftime("%Y-%m-%d"),
+            "git": _git("describe", "--always", "--dirty"),
+            "dirty_wgpy_files": _git("status", "--porcelain", "--", "wgpy").splitlines(),
             "wireguard_go": subprocess.run(["wireguard-go", "--version"], capture_output=True,
                                            text=True).stdout.splitlines()[0]}
     rows: list[dict[str, Any]] = []
@@ -471,6 +482,8 @@ def main() -> None:
     med = summarize(rows + handshake_rows(hs))
     print()
     print(run_title(meta))
+    print(f"code: {meta['git']}" + (f"; uncommitted in wgpy/: {len(meta['dirty_wgpy_files'])} "
+                                   "files" if meta["dirty_wgpy_files"] else ""))
     print(format_table(med, args.rounds))
     print(f"({meta['elapsed_s']} s; {len(errors)} failed measurements)")
     if args.json:
