@@ -347,7 +347,7 @@ def busy(duo: Duo, port: int, family: socket.AddressFamily) -> Iterator[None]:
 
 
 
-# --- the kernel selftest's big configuration -----------------------------------------------------
+# --- big configurations for the benchmark and the scale tests ------------------------------------
 
 def big_config(peer_public: str, private: str) -> str:
     """The kernel selftest's (netns.sh) big config: one peer, 255*256 IPv4 /16 prefixes and
@@ -359,7 +359,26 @@ def big_config(peer_public: str, private: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-BIG_COUNT = 255 * 256 * 2
-
-
 BIG_COUNT = 255 * 256 * 2  # the prefixes of big_config
+
+
+def peer_prefixes(i: int, count: int) -> list[str]:
+    """`count` allowed IPs for the `i`-th of many peers (i < 16384, count < 512): IPv4 /32s in
+    10.64.0.0/10 and IPv6 /128s in fd00::/16, half each; none overlaps another peer's."""
+    v4 = [f"10.{64 + (i >> 8)}.{i & 255}.{j}/32" for j in range((count + 1) // 2)]
+    v6 = [f"fd00::{i:x}:{j:x}/128" for j in range(count // 2)]
+    return [p for pair in zip(v4, v6) for p in pair] + v4[len(v6):]
+
+
+def many_peers_config(publics: list[str], per_peer: int, private: str | None = None,
+                      endpoints: bool = True) -> str:
+    """A config (for `wg setconf`, or `wg addconf` without `private`) with one [Peer] per
+    public key, each with `per_peer` allowed IPs (`peer_prefixes`) and, if asked, an
+    endpoint in 198.18.0.0/15 (nothing is sent there: the benchmark's interfaces are down)."""
+    lines = ["[Interface]"] + ([f"PrivateKey = {private}"] if private else [])
+    for i, public in enumerate(publics):
+        lines += ["", "[Peer]", f"PublicKey = {public}",
+                  "AllowedIPs = " + ", ".join(peer_prefixes(i, per_peer))]
+        if endpoints:
+            lines.append(f"Endpoint = 198.18.{i >> 8}.{i & 255}:51820")
+    return "\n".join(lines) + "\n"

@@ -14,6 +14,7 @@ from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 
 import pytest
 
+from uapi.prefix import Prefix, prefix_of
 from wgpy.allowedips import AllowedIPs, Network
 
 
@@ -423,3 +424,54 @@ def test_many_prefixes_for_one_peer() -> None:
     assert len(t) == 2
     assert t.entries_for_peer(A) == []
     assert t.lookup(addr("10.200.7.9")) is other
+
+
+# ---------------------------------------------------------------------------------------------
+# Prefix values and bulk insertion (what a UAPI set hands over)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_insert_many_is_insert_in_order() -> None:
+    rng = random.Random(11)
+    peers = [Peer(str(i)) for i in range(4)]
+    pool = [prefix_of(net(f"10.{rng.randrange(4)}.{rng.randrange(4)}.0/{rng.choice([16, 24])}"))
+            for _ in range(40)]
+    pool += [prefix_of(net(f"fd00:{rng.randrange(4)}::/{rng.choice([32, 64])}")) for _ in range(40)]
+    bulk: AllowedIPs[Peer] = AllowedIPs()
+    single: AllowedIPs[Peer] = AllowedIPs()
+    for _ in range(200):
+        peer = rng.choice(peers)
+        batch = [rng.choice(pool) for _ in range(rng.randrange(0, 6))]
+        bulk.insert_many(batch, peer)
+        for p in batch:
+            single.insert(p.network, peer)
+        if rng.random() < 0.1:
+            victim = rng.choice(peers)
+            bulk.remove_by_peer(victim)
+            single.remove_by_peer(victim)
+        if rng.random() < 0.2:
+            p, victim = rng.choice(pool), rng.choice(peers)
+            assert bulk.remove(p, victim) == single.remove(p.network, victim)
+    assert len(bulk) == len(single)
+    for peer in peers:
+        assert bulk.prefixes_for_peer(peer) == single.prefixes_for_peer(peer)
+        assert bulk.entries_for_peer(peer) == [p.network for p in single.prefixes_for_peer(peer)]
+    for p in pool:
+        assert bulk.lookup(p.network.network_address.packed) is single.lookup(
+            p.network.network_address.packed)
+
+
+def test_prefixes_for_peer_is_a_copy_of_prefix_values() -> None:
+    t: AllowedIPs[Peer] = AllowedIPs()
+    t.insert_many([Prefix(32, 0x0A000001, 8), Prefix(128, 1, 128)], A)
+    got = t.prefixes_for_peer(A)
+    assert got == [(32, 0x0A000000, 8), (128, 1, 128)]
+    assert all(isinstance(p, Prefix) for p in got)
+    got.clear()
+    assert len(t.prefixes_for_peer(A)) == 2
+    t.insert_many([], B)
+    assert t.prefixes_for_peer(B) == [] and len(t) == 2
+    t.insert_many([Prefix(32, 0x0A000000, 8)], B)  # moves from A
+    assert t.prefixes_for_peer(A) == [(128, 1, 128)] and t.lookup(addr("10.1.1.1")) is B
+    with pytest.raises(ValueError):
+        t.insert_many([Prefix(32, 0, 0)], None)  # type: ignore[arg-type]

@@ -18,6 +18,7 @@ from uapi.client import Client
 from uapi.errors import EADDRINUSE, EINVAL, EPROTO, UapiError
 from uapi.operations import (
     PeerAllowedIP,
+    PeerAllowedIPs,
     PeerEndpoint,
     PeerPersistentKeepalive,
     PeerPresharedKey,
@@ -101,6 +102,8 @@ class FakeDevice:
                         peer.allowed_ips.remove(network)
                 else:
                     peer.allowed_ips.append(network)
+            case PeerAllowedIPs(prefixes):
+                peer.allowed_ips += [p.network for p in prefixes]
         return 0
 
     def info(self) -> DeviceInfo:

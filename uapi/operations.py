@@ -10,6 +10,8 @@ removes it and ignores the lines that follow up to the next ``public_key``).
 
 The same values serve a client: `format_operation` prints the line that asks for
 an operation, so ``format_operation(parse(line)) == line`` for canonical lines.
+`PeerAllowedIPs` is the one operation that stands for several lines: a run of
+``allowed_ip=`` additions, parsed in bulk (see `uapi.prefix`).
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
 
+from uapi.prefix import Prefix, format_prefix_lines
 from uapi.values import format_addr, format_network
 
 __all__ = [
     "DeviceOperation",
     "PeerAllowedIP",
+    "PeerAllowedIPs",
     "PeerEndpoint",
     "PeerOperation",
     "PeerPersistentKeepalive",
@@ -142,6 +146,17 @@ class PeerAllowedIP:
 
 
 @dataclass(frozen=True, slots=True)
+class PeerAllowedIPs:
+    """A run of two or more consecutive ``allowed_ip=`` lines that add prefixes, in order.
+
+    A big ``set`` is mostly such runs; the parser hands them over as one operation so that
+    neither side pays for an object per line. The prefixes are masked.
+    """
+
+    prefixes: list[Prefix]
+
+
+@dataclass(frozen=True, slots=True)
 class PeerProtocolVersion:
     """``protocol_version=1`` (the only version there is)."""
 
@@ -158,13 +173,14 @@ PeerOperation = (
     | PeerPersistentKeepalive
     | PeerReplaceAllowedIPs
     | PeerAllowedIP
+    | PeerAllowedIPs
     | PeerProtocolVersion
 )
 SetOperation = DeviceOperation | PeerOperation
 
 
 def format_operation(op: SetOperation) -> str:
-    """The ``key=value`` line (without newline) that requests `op`."""
+    """The ``key=value`` line (without newline) that requests `op` (lines, for a run)."""
     match op:
         case SetPrivateKey(key):
             return f"private_key={_hex(key)}"
@@ -194,6 +210,8 @@ def format_operation(op: SetOperation) -> str:
             return "replace_allowed_ips=true"
         case PeerAllowedIP(network, remove):
             return f"allowed_ip={'-' if remove else ''}{format_network(network)}"
+        case PeerAllowedIPs(prefixes):
+            return format_prefix_lines(b"allowed_ip", prefixes).decode("ascii").rstrip("\n")
         case PeerProtocolVersion(version):
             return f"protocol_version={version}"
     raise TypeError(f"not a set operation: {op!r}")

@@ -7,9 +7,9 @@ request order:
 
 - ``get=1\\n\\n``          → `GetRequest`; the device answers ``format_get(info)``.
 - ``set=1\\n`` ... ``\\n``  → `SetRequestStart`, one typed operation per line (see
-  `uapi.operations`), then `SetRequestEnd`; the device applies each operation as it
-  arrives (a ``set`` is not atomic in wireguard-go either) and answers
-  ``format_errno(0)`` at the end.
+  `uapi.operations`; a run of ``allowed_ip=`` additions comes as one `PeerAllowedIPs`),
+  then `SetRequestEnd`; the device applies each operation as it arrives (a ``set``
+  is not atomic in wireguard-go either) and answers ``format_errno(0)`` at the end.
 - a bad line            → `SetRequestError` (or `GetRequestError`); the device answers
   ``format_errno(event.errno)``. The parser then skips the rest of that ``set`` up to
   its blank line. If applying an operation fails (a port in use), the device calls
@@ -62,6 +62,7 @@ from typing import Final
 from uapi.errors import EINVAL, EIO, EPROTO
 from uapi.operations import (
     PeerAllowedIP,
+    PeerAllowedIPs,
     PeerEndpoint,
     PeerPersistentKeepalive,
     PeerPresharedKey,
@@ -76,6 +77,7 @@ from uapi.operations import (
     SetOperation,
     SetPrivateKey,
 )
+from uapi.prefix import parse_allowed_ip_run
 from uapi.responses import DeviceInfo, PeerInfo, format_errno, format_get
 from uapi.values import (
     clamp_private_key,
@@ -108,6 +110,11 @@ __all__ = [
 
 #: Longest ``set`` line, its ``\n`` included (Go's ``bufio.MaxScanTokenSize``).
 MAX_LINE: Final = 64 * 1024
+#: A run of ``allowed_ip=`` lines is parsed in bulk from at most this many bytes at once,
+#: so one `PeerAllowedIPs` holds about a thousand prefixes (the device applies each one
+#: under its lock: the bound keeps that hold short).
+RUN_WINDOW: Final = 32 * 1024
+_ALLOWED_IP: Final = b"allowed_ip="
 
 
 class NeedData:
@@ -448,6 +455,10 @@ class ServerConnection:
     def _next_in_set(self) -> Event | NeedData:
         buf = self._buf
         pos = self._pos
+        if self._in_peer and buf.startswith(_ALLOWED_IP, pos):
+            run = self._allowed_ip_run()
+            if run is not None:
+                return run
         nl = buf.find(b"\n", max(self._scan, pos))
         if nl < 0:
             pending = len(buf) - pos
@@ -479,6 +490,23 @@ class ServerConnection:
             self._state = _SKIP
             self._skip_dirty = False
         return event
+
+    def _allowed_ip_run(self) -> PeerAllowedIPs | None:
+        """Two or more complete ``allowed_ip=`` lines that add a prefix, parsed in one go.
+
+        The run stops before the first line that is anything else (another key, a
+        removal, a ``\\r``, a value the fast parser does not take, a bad value): that line
+        goes through `parse_set_line` as usual, so errors and their errnos are unchanged.
+        """
+        buf, pos = self._buf, self._pos
+        end = buf.rfind(b"\n", pos, pos + RUN_WINDOW)
+        if end < 0:
+            return None
+        prefixes, consumed = parse_allowed_ip_run(bytes(buf[pos:end + 1]))
+        if len(prefixes) < 2:
+            return None  # a lone line is a PeerAllowedIP, as parse_set_line makes it
+        self._pos = self._scan = pos + consumed
+        return PeerAllowedIPs(prefixes)
 
     def _line_too_long(self) -> Event:
         error = SetRequestError(EIO, f"line longer than {MAX_LINE - 1} bytes")

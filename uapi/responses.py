@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from ipaddress import ip_network
 
 from uapi.errors import EPROTO, UapiError
+from uapi.prefix import Prefix, format_prefix_lines, prefix_of
 from uapi.values import (
     IPNetwork,
     format_endpoint,
@@ -37,6 +38,8 @@ __all__ = [
     "ResponseReader",
     "format_errno",
     "format_get",
+    "format_interface",
+    "format_peer",
     "parse_errno_response",
     "parse_get_response",
 ]
@@ -62,7 +65,8 @@ class PeerInfo:
     tx_bytes: int = 0
     rx_bytes: int = 0
     persistent_keepalive_interval: int = 0
-    allowed_ips: list[IPNetwork] = field(default_factory=list)
+    #: `ipaddress` networks or `uapi.prefix.Prefix` values (a device hands the latter).
+    allowed_ips: list[IPNetwork | Prefix] = field(default_factory=list)
     protocol_version: int = 1
 
 
@@ -92,41 +96,55 @@ def format_get(device: DeviceInfo, *, keep_endpoint_zone: bool = False) -> bytes
     fwmark 0, a peer without endpoint. The preshared key is always printed (zeros
     if none). Endpoint zones are dropped as the reference (0.0.20220316's Linux
     bind) drops them, unless `keep_endpoint_zone`.
+
+    A device with many peers may send the same bytes in pieces instead:
+    `format_interface`, then `format_peer` for each peer, then ``format_errno(0)``.
     """
-    out: list[bytes] = []
-    add = out.append
-    if device.private_key is not None and device.private_key != _ZERO_KEY:
-        add(b"private_key=%s\n" % device.private_key.hex().encode())
-    if device.listen_port:
-        add(b"listen_port=%d\n" % device.listen_port)
-    if device.fwmark:
-        add(b"fwmark=%d\n" % device.fwmark)
-    for peer in device.peers:
-        psk = peer.preshared_key.hex().encode() if peer.preshared_key else _ZERO_HEX
-        add(
-            b"public_key=%s\npreshared_key=%s\nprotocol_version=1\n"
-            % (peer.public_key.hex().encode(), psk)
-        )
-        if peer.endpoint is not None:
-            host, port = peer.endpoint
-            text = format_endpoint(host, port, keep_zone=keep_endpoint_zone)
-            add(b"endpoint=%s\n" % text.encode())
-        add(
-            b"last_handshake_time_sec=%d\nlast_handshake_time_nsec=%d\n"
-            b"tx_bytes=%d\nrx_bytes=%d\npersistent_keepalive_interval=%d\n"
-            % (
-                peer.last_handshake_time_sec,
-                peer.last_handshake_time_nsec,
-                peer.tx_bytes,
-                peer.rx_bytes,
-                peer.persistent_keepalive_interval,
-            )
-        )
-        if peer.allowed_ips:
-            lines = [format_network(net) for net in peer.allowed_ips]
-            add(("allowed_ip=" + "\nallowed_ip=".join(lines) + "\n").encode())
-    add(b"errno=0\n\n")
+    out = [format_interface(device)]
+    out += [format_peer(peer, keep_endpoint_zone=keep_endpoint_zone) for peer in device.peers]
+    out.append(b"errno=0\n\n")
     return b"".join(out)
+
+
+def format_interface(device: DeviceInfo) -> bytes:
+    """The interface lines that open a ``get`` reply (`device.peers` is not looked at)."""
+    out = b""
+    if device.private_key is not None and device.private_key != _ZERO_KEY:
+        out += b"private_key=%s\n" % device.private_key.hex().encode()
+    if device.listen_port:
+        out += b"listen_port=%d\n" % device.listen_port
+    if device.fwmark:
+        out += b"fwmark=%d\n" % device.fwmark
+    return out
+
+
+def format_peer(peer: PeerInfo, *, keep_endpoint_zone: bool = False) -> bytes:
+    """The lines of one peer in a ``get`` reply, from ``public_key=`` on."""
+    psk = peer.preshared_key.hex().encode() if peer.preshared_key else _ZERO_HEX
+    endpoint = b""
+    if peer.endpoint is not None:
+        host, port = peer.endpoint
+        text = format_endpoint(host, port, keep_zone=keep_endpoint_zone)
+        endpoint = b"endpoint=%s\n" % text.encode()
+    head = (
+        b"public_key=%s\npreshared_key=%s\nprotocol_version=1\n%s"
+        b"last_handshake_time_sec=%d\nlast_handshake_time_nsec=%d\n"
+        b"tx_bytes=%d\nrx_bytes=%d\npersistent_keepalive_interval=%d\n"
+        % (
+            peer.public_key.hex().encode(),
+            psk,
+            endpoint,
+            peer.last_handshake_time_sec,
+            peer.last_handshake_time_nsec,
+            peer.tx_bytes,
+            peer.rx_bytes,
+            peer.persistent_keepalive_interval,
+        )
+    )
+    if not peer.allowed_ips:
+        return head
+    prefixes = [p if isinstance(p, Prefix) else prefix_of(p) for p in peer.allowed_ips]
+    return head + format_prefix_lines(b"allowed_ip", prefixes)
 
 
 # ---------------------------------------------------------------------------------

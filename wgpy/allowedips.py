@@ -20,29 +20,27 @@ prefix length present there is a dict ``{masked address int: peer}``; a lookup t
 address bytes into an int once and probes the present lengths from longest to shortest with a
 precomputed mask, so it costs at most one dict probe per distinct prefix length (at most 33
 or 129, usually a handful). Results are identical to the kernel's trie. A per-peer index in
-insertion order makes ``entries_for_peer`` and ``remove_by_peer`` O(entries of that peer).
+insertion order makes ``prefixes_for_peer`` and ``remove_by_peer`` O(entries of that peer).
+Prefixes are `uapi.prefix.Prefix` tuples ``(bits, masked address, length)``, the values the
+UAPI parser produces, so a ``set`` inserts what it parsed without converting it, and the
+per-peer index holds the very tuples ``get`` prints.
 
 The module is pure: it does no I/O and keeps no clock.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from ipaddress import IPv4Network, IPv6Network
 from typing import Generic, TypeAlias, TypeVar
 
-__all__ = ["AllowedIPs", "Network"]
+from uapi.prefix import MASK4, MASK6, Prefix, prefix_of
+
+__all__ = ["AllowedIPs", "Network", "Prefix"]
 
 T = TypeVar("T")
 
 Network: TypeAlias = IPv4Network | IPv6Network
-
-# Key of one entry in a peer's index: (address bits 32 or 128, masked address, prefix length).
-_Key: TypeAlias = tuple[int, int, int]
-
-
-def _mask(bits: int, prefix_len: int) -> int:
-    """The netmask of `prefix_len` ones followed by zeros, as an int of `bits` bits."""
-    return ((1 << prefix_len) - 1) << (bits - prefix_len)
 
 
 class _Family(Generic[T]):
@@ -52,7 +50,7 @@ class _Family(Generic[T]):
 
     def __init__(self, bits: int) -> None:
         self.bits = bits
-        self.masks: list[int] = [_mask(bits, n) for n in range(bits + 1)]
+        self.masks: list[int] = MASK4 if bits == 32 else MASK6
         # prefix length -> {masked address: peer}; only non-empty tables are kept.
         self.tables: dict[int, dict[int, T]] = {}
         # (mask, table) for every present prefix length, longest first.
@@ -81,6 +79,7 @@ class AllowedIPs(Generic[T]):
     """Longest-prefix table mapping IPv4 and IPv6 prefixes to peers.
 
     Peers are arbitrary hashable objects other than ``None`` and are compared by identity.
+    Prefixes are `Prefix` values (``uapi.prefix``) or `ipaddress` networks.
     """
 
     __slots__ = ("_v4", "_v6", "_by_peer", "_count")
@@ -88,66 +87,71 @@ class AllowedIPs(Generic[T]):
     def __init__(self) -> None:
         self._v4: _Family[T] = _Family(32)
         self._v6: _Family[T] = _Family(128)
-        # id(peer) -> (peer, {key: network}) with keys in insertion order. Keyed by id so that
-        # peers are compared by identity whatever their __eq__; holding the peer keeps it alive,
-        # so its id cannot be reused by another object while the entry exists.
-        self._by_peer: dict[int, tuple[T, dict[_Key, Network]]] = {}
+        # id(peer) -> (peer, {prefix: None}) with prefixes in insertion order. Keyed by id so
+        # that peers are compared by identity whatever their __eq__; holding the peer keeps it
+        # alive, so its id cannot be reused by another object while the entry exists.
+        self._by_peer: dict[int, tuple[T, dict[Prefix, None]]] = {}
         self._count = 0
 
-    def _family(self, network: Network) -> _Family[T]:
-        if isinstance(network, IPv4Network):
-            return self._v4
-        if isinstance(network, IPv6Network):
-            return self._v6
-        raise TypeError(f"expected IPv4Network or IPv6Network, got {type(network).__name__}")
-
-    def insert(self, network: Network, peer: T) -> None:
+    def insert(self, network: Network | Prefix, peer: T) -> None:
         """Give `network` to `peer`, taking it from its previous owner if any.
 
         Host bits are ignored (``10.0.0.1/24`` is stored as ``10.0.0.0/24``). Re-inserting a
         prefix the peer already owns keeps its place in ``entries_for_peer``.
         """
+        self.insert_many((prefix_of(network),), peer)
+
+    def insert_many(self, prefixes: Iterable[Prefix], peer: T) -> None:
+        """`insert` for each prefix, in order (the bulk form a big ``set`` uses)."""
         if peer is None:
             raise ValueError("peer must not be None")
-        family = self._family(network)
-        prefix_len = network.prefixlen
-        address = int(network.network_address)
-        masked = address & family.masks[prefix_len]
-        table = family.table_for_insert(prefix_len)
-        key = (family.bits, masked, prefix_len)
-        old = table.get(masked)
-        if old is peer:
-            return
-        if old is None:
-            self._count += 1
-        else:
-            old_entries = self._by_peer[id(old)][1]
-            del old_entries[key]
-            if not old_entries:
-                del self._by_peer[id(old)]
-        table[masked] = peer
-        entry = self._by_peer.get(id(peer))
+        by_peer = self._by_peer
+        entry = by_peer.get(id(peer))
         if entry is None:
-            entry = self._by_peer[id(peer)] = (peer, {})
-        # ipaddress already clears host bits of a network built with strict=False, so the
-        # caller's object is normally canonical and stored as is.
-        if address != masked:
-            network = type(network)((masked, prefix_len))
-        entry[1][key] = network
+            entry = by_peer[id(peer)] = (peer, {})
+        index = entry[1]
+        v4, v6 = self._v4, self._v6
+        tables4, tables6 = v4.tables, v6.tables
+        added = 0
+        for prefix in prefixes:
+            bits, masked, prefix_len = prefix
+            if bits == 32:
+                table = tables4.get(prefix_len)
+                if table is None:
+                    table = v4.table_for_insert(prefix_len)
+            else:
+                table = tables6.get(prefix_len)
+                if table is None:
+                    table = v6.table_for_insert(prefix_len)
+            old = table.get(masked)
+            if old is peer:
+                continue
+            if old is None:
+                added += 1
+            else:  # the prefix moves from its previous owner
+                old_index = by_peer[id(old)][1]
+                del old_index[prefix]
+                if not old_index:
+                    del by_peer[id(old)]
+            table[masked] = peer
+            index[prefix] = None
+        self._count += added
+        if not index:
+            del by_peer[id(peer)]
 
-    def remove(self, network: Network, peer: T) -> bool:
+    def remove(self, network: Network | Prefix, peer: T) -> bool:
         """Remove `network` if `peer` owns it; return whether it was removed."""
-        family = self._family(network)
-        prefix_len = network.prefixlen
-        masked = int(network.network_address) & family.masks[prefix_len]
+        prefix = prefix_of(network)
+        bits, masked, prefix_len = prefix
+        family = self._v4 if bits == 32 else self._v6
         table = family.tables.get(prefix_len)
         if table is None or table.get(masked) is not peer:
             return False
         family.discard(prefix_len, masked)
         self._count -= 1
-        entries = self._by_peer[id(peer)][1]
-        del entries[(family.bits, masked, prefix_len)]
-        if not entries:
+        index = self._by_peer[id(peer)][1]
+        del index[prefix]
+        if not index:
             del self._by_peer[id(peer)]
         return True
 
@@ -181,12 +185,14 @@ class AllowedIPs(Generic[T]):
                 return peer
         return None
 
-    def entries_for_peer(self, peer: T) -> list[Network]:
-        """The prefixes owned by `peer`, in the order they were first inserted."""
+    def prefixes_for_peer(self, peer: T) -> list[Prefix]:
+        """The prefixes owned by `peer`, in the order they were first inserted (a copy)."""
         entry = self._by_peer.get(id(peer))
-        if entry is None:
-            return []
-        return list(entry[1].values())
+        return list(entry[1]) if entry is not None else []
+
+    def entries_for_peer(self, peer: T) -> list[Network]:
+        """`prefixes_for_peer` as `ipaddress` networks."""
+        return [p.network for p in self.prefixes_for_peer(peer)]
 
     def clear(self) -> None:
         """Remove every prefix."""

@@ -13,23 +13,25 @@ atomic: what was applied before an error stays applied. Rules carried over:
 - when a peer's lines end, a newly enabled persistent keepalive sends one at once and any
   staged packets are sent (`handlePostConfig`).
 
-The caller holds the device lock around `apply` and `finish`.
+The caller holds the device lock around `apply` and `finish`. For `get`, `interface_info`
+and `peer_info` copy what the reply needs under that lock; formatting happens after.
 """
 
 from __future__ import annotations
 
 import socket
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from uapi import errors
 from uapi.errors import UapiError
 from uapi.operations import (
-    PeerAllowedIP, PeerEndpoint, PeerPersistentKeepalive, PeerPresharedKey, PeerProtocolVersion,
-    PeerPublicKey, PeerRemove, PeerReplaceAllowedIPs, PeerUpdateOnly, ReplacePeers, SetFwmark,
-    SetListenPort, SetOperation, SetPrivateKey,
+    PeerAllowedIP, PeerAllowedIPs, PeerEndpoint, PeerPersistentKeepalive, PeerPresharedKey,
+    PeerProtocolVersion, PeerPublicKey, PeerRemove, PeerReplaceAllowedIPs, PeerUpdateOnly,
+    ReplacePeers, SetFwmark, SetListenPort, SetOperation, SetPrivateKey,
 )
+from uapi.prefix import Prefix
 from uapi.responses import DeviceInfo, PeerInfo
-from uapi.values import resolve_zone
+from uapi.values import IPNetwork, resolve_zone
 from wgpy.constants import MAX_PEERS
 from wgpy.noise.actions import Action, Endpoint
 from wgpy.noise.peer import Peer
@@ -37,7 +39,7 @@ from wgpy.noise.peer import Peer
 if TYPE_CHECKING:
     from wgpy.device.device import Device
 
-__all__ = ["SetTransaction", "snapshot"]
+__all__ = ["SetTransaction", "interface_info", "peer_info", "snapshot"]
 
 
 def _zone_index(name: str) -> int | None:
@@ -158,6 +160,8 @@ class SetTransaction:
             self.pka_on = old == 0 and op.seconds != 0
         elif isinstance(op, PeerReplaceAllowedIPs):
             self.iface.allowed_ips.remove_by_peer(peer)
+        elif isinstance(op, PeerAllowedIPs):
+            self.iface.allowed_ips.insert_many(op.prefixes, peer)
         elif isinstance(op, PeerAllowedIP):
             if op.remove:
                 self.iface.allowed_ips.remove(op.network, peer)
@@ -167,25 +171,33 @@ class SetTransaction:
             raise UapiError(errors.EINVAL, "invalid UAPI peer key")
 
 
+def interface_info(device: Device) -> DeviceInfo:
+    """The interface part of `get`, without peers (the caller holds the device lock)."""
+    return DeviceInfo(private_key=device.iface.identity.private, listen_port=device.bind.port,
+                      fwmark=device.bind.fwmark)
+
+
+def peer_info(device: Device, peer: Peer) -> PeerInfo:
+    """One peer as `get` reports it: a copy, formatted later without the lock (the caller
+    holds the device lock)."""
+    wall = peer.last_handshake_wall
+    ns = int(round(wall * 1e9)) if wall is not None else 0
+    return PeerInfo(
+        public_key=peer.public_key,
+        preshared_key=peer.preshared_key,
+        endpoint=endpoint_text(peer.endpoint) if peer.endpoint is not None else None,
+        last_handshake_time_sec=ns // 10**9,
+        last_handshake_time_nsec=ns % 10**9,
+        tx_bytes=peer.tx_bytes,
+        rx_bytes=peer.rx_bytes,
+        persistent_keepalive_interval=peer.timers.persistent_keepalive_interval,
+        allowed_ips=cast("list[IPNetwork | Prefix]",
+                         device.iface.allowed_ips.prefixes_for_peer(peer)),
+    )
+
+
 def snapshot(device: Device) -> DeviceInfo:
-    """The device as `get` reports it (the caller holds the device lock)."""
-    iface = device.iface
-    peers = []
-    for peer in iface.peers.values():
-        wall = peer.last_handshake_wall
-        ns = int(round(wall * 1e9)) if wall is not None else 0
-        peers.append(PeerInfo(
-            public_key=peer.public_key,
-            preshared_key=peer.preshared_key,
-            endpoint=endpoint_text(peer.endpoint) if peer.endpoint is not None else None,
-            last_handshake_time_sec=ns // 10**9,
-            last_handshake_time_nsec=ns % 10**9,
-            tx_bytes=peer.tx_bytes,
-            rx_bytes=peer.rx_bytes,
-            persistent_keepalive_interval=peer.timers.persistent_keepalive_interval,
-            allowed_ips=iface.allowed_ips.entries_for_peer(peer),
-        ))
-    return DeviceInfo(private_key=iface.identity.private, listen_port=device.bind.port,
-                      fwmark=device.bind.fwmark, peers=peers)
-
-
+    """The whole device as `get` reports it (the caller holds the device lock)."""
+    info = interface_info(device)
+    info.peers = [peer_info(device, peer) for peer in device.iface.peers.values()]
+    return info

@@ -5,8 +5,13 @@
   the name (an error for the caller), silence means a stale file, removed and replaced.
 - `UapiServer.serve` accepts connections, each in its own thread (at most MAX_CLIENTS at
   once), runs the sans-IO `uapi.protocol.ServerConnection` over it and applies `set`
-  operations to the device as they arrive (a `set` is not atomic in wireguard-go either).
-  Several requests may share a connection; an unknown operation closes it with no reply.
+  operations to the device as they arrive (a `set` is not atomic in wireguard-go either),
+  each under the device lock: parsing happens outside it, and a run of allowed IPs is
+  one operation of about a thousand prefixes, so the data path never waits long.
+  Several requests may share a connection; they are answered one at a time, in order;
+  an unknown operation closes it with no reply.
+- `get` copies the interface and then a few peers at a time under the lock, and formats
+  and sends outside it, in writes of about SEND_SIZE bytes.
   Input is bounded: the parser refuses lines over 64 KiB and an idle client is dropped.
 - The server watches its socket file: deleting it stops the daemon (wireguard-go uses
   inotify; a 0.5 s lstat poll does the same here), and a clean exit unlinks it.
@@ -23,11 +28,12 @@ from typing import TYPE_CHECKING
 
 from uapi.errors import UapiError
 from uapi.protocol import (
-    CloseConnection, GetRequest, RequestError, ServerConnection, SetRequestEnd, SetRequestStart,
-    format_errno, format_get,
+    NEED_DATA, CloseConnection, GetRequest, RequestError, ServerConnection, SetRequestEnd,
+    SetRequestStart, format_errno,
 )
+from uapi.responses import format_interface, format_peer
 from wgpy.device import clock
-from wgpy.device.config import SetTransaction, snapshot
+from wgpy.device.config import SetTransaction, interface_info, peer_info
 
 if TYPE_CHECKING:
     from wgpy.device.device import Device
@@ -38,7 +44,11 @@ SOCKET_DIR = "/var/run/wireguard"
 MAX_CLIENTS = 64
 CLIENT_IDLE_TIMEOUT = 30.0
 WATCH_INTERVAL = 0.5
+# Larger reads gain nothing measurable, and what a read takes in decides how much of a
+# failed set is dropped (wireguard-go drops what it had buffered; compat tests compare).
 RECV_SIZE = 1 << 16
+SEND_SIZE = 1 << 18  # a get reply goes out in writes of about this size
+PEERS_PER_HOLD = 64  # peers a get copies per hold of the device lock
 
 
 class SocketInUse(Exception):
@@ -151,41 +161,67 @@ class UapiServer:
         while True:
             data = conn.recv(RECV_SIZE)
             parser.receive_data(data)
-            replies: list[bytes] = []
-            actions = []
-            with device.lock:
-                now = clock.now()
-                for event in parser.events():
-                    if isinstance(event, SetRequestStart):
-                        txn = SetTransaction(device)
-                    elif isinstance(event, SetRequestEnd):
-                        if txn is not None:
-                            txn.finish(now)
-                            actions += txn.actions
-                        replies.append(format_errno(0))
+            replied = False
+            while True:
+                event = parser.next_event()
+                if event is NEED_DATA or isinstance(event, CloseConnection):
+                    break
+                if isinstance(event, GetRequest):
+                    self._answer_get(conn)
+                    replied = True
+                elif isinstance(event, SetRequestStart):
+                    txn = SetTransaction(device)
+                elif isinstance(event, SetRequestEnd):
+                    if txn is not None:
+                        with device.lock:
+                            txn.finish(clock.now())
+                        device.execute(txn.actions)
+                    txn = None
+                    conn.sendall(format_errno(0))
+                    replied = True
+                elif isinstance(event, RequestError):
+                    device.log.verbose("UAPI: %s", event.message)
+                    if txn is not None:
+                        device.execute(txn.actions)
+                    txn = None
+                    conn.sendall(format_errno(event.errno))
+                    replied = True
+                elif txn is not None:
+                    try:
+                        with device.lock:
+                            txn.apply(event, clock.now())  # type: ignore[arg-type]
+                    except UapiError as exc:
+                        device.log.verbose("UAPI: %s", exc)
+                        parser.abort_set()  # the parser skips the rest of this set
+                        device.execute(txn.actions)
                         txn = None
-                    elif isinstance(event, GetRequest):
-                        replies.append(format_get(snapshot(device)))
-                    elif isinstance(event, RequestError):
-                        device.log.verbose("UAPI: %s", event.message)
-                        replies.append(format_errno(event.errno))
-                        if txn is not None:
-                            actions += txn.actions
-                        txn = None
-                    elif isinstance(event, CloseConnection):
-                        break
-                    elif txn is not None:
-                        try:
-                            txn.apply(event, now)  # type: ignore[arg-type]
-                        except UapiError as exc:
-                            device.log.verbose("UAPI: %s", exc)
-                            replies.append(format_errno(exc.errno))
-                            parser.abort_set()
-                            actions += txn.actions
-                            txn = None  # the parser skips the rest of this set
-            device.execute(actions)
-            if replies:
-                conn.sendall(b"".join(replies))
+                        conn.sendall(format_errno(exc.errno))
+                        replied = True
+            if replied:
                 parser.end_skip()  # what comes after our reply is a new request
             if parser.closed or not data:
                 return
+
+    def _answer_get(self, conn: socket.socket) -> None:
+        """The reply to one `get`: the device lock is held only to copy a few peers at a
+        time; formatting and sending happen outside it, so the data path never waits for
+        a big reply."""
+        device = self.device
+        with device.lock:
+            out = [format_interface(interface_info(device))]
+            peers = list(device.iface.peers.values())
+        size = len(out[0])
+        for i in range(0, len(peers), PEERS_PER_HOLD):
+            with device.lock:
+                current = device.iface.peers
+                infos = [peer_info(device, peer) for peer in peers[i:i + PEERS_PER_HOLD]
+                         if current.get(peer.public_key) is peer]  # not removed since
+            for info in infos:
+                piece = format_peer(info)
+                out.append(piece)
+                size += len(piece)
+                if size >= SEND_SIZE:
+                    conn.sendall(b"".join(out))
+                    out, size = [], 0
+        out.append(format_errno(0))
+        conn.sendall(b"".join(out))

@@ -1,0 +1,284 @@
+"""IP prefixes as small immutable values: parsed from and printed to UAPI text quickly.
+
+Theory of operation: a big configuration carries one ``allowed_ip=`` line per prefix
+(the kernel selftest's has 130,560), so what one line costs decides how long ``wg setconf``
+and ``wg show`` take. Building an `ipaddress` network per line costs several
+microseconds; a `Prefix` is a plain tuple ``(bits, value, length)``: the address width
+(32 or 128), the address as an int with the host bits cleared (wireguard-go masks a
+prefix when it stores it), and the prefix length. The same tuple is the key of the
+allowed-IPs table (`wgpy.allowedips`), so a parsed line goes into the table as it is.
+
+Parsing (`parse_prefix_bytes`) has fast paths for the forms `wg` sends: a dotted quad with
+canonical octets and a canonical length, and IPv6 made only of hex fields and colons.
+Validation there is by exact dictionary lookup (``b"255"`` is an octet, ``b"01"`` is
+not), so the fast path can only accept what Go's ``netip.ParsePrefix`` accepts. Anything
+else (signed or zero-padded lengths, embedded IPv4, zones, garbage) goes to the
+wireguard-go-exact parser in `uapi.values`, which decides acceptance and the error.
+
+Printing (`format_prefix`) follows ``netip.Prefix.String``: dotted quads for IPv4;
+RFC 5952 for IPv6 (lowercase, no leading zeros, the longest run of two or more zero
+fields as ``::``, the first one on ties) and ``::ffff:a.b.c.d`` for IPv4-mapped
+addresses.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable
+from ipaddress import IPv4Network, IPv6Network
+from typing import Final
+
+from uapi.values import IPNetwork, parse_prefix
+
+__all__ = [
+    "Prefix",
+    "format_ipv6",
+    "format_prefix",
+    "format_prefix_lines",
+    "parse_allowed_ip_run",
+    "parse_prefix_bytes",
+    "prefix_of",
+]
+
+_new = tuple.__new__
+MASK4: Final = [((1 << n) - 1) << (32 - n) for n in range(33)]
+MASK6: Final = [((1 << n) - 1) << (128 - n) for n in range(129)]
+
+
+class Prefix(tuple[int, int, int]):
+    """``(bits, value, length)``: 32 or 128, the masked address as an int, the length.
+
+    `Prefix(bits, value, length)` checks its arguments and clears the host bits.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, bits: int, value: int, length: int) -> Prefix:
+        if bits == 32:
+            masks = MASK4
+        elif bits == 128:
+            masks = MASK6
+        else:
+            raise ValueError(f"address width must be 32 or 128, not {bits}")
+        if not 0 <= length <= bits:
+            raise ValueError(f"prefix length {length} out of range for {bits} bits")
+        if not 0 <= value < 1 << bits:
+            raise ValueError(f"address {value} out of range for {bits} bits")
+        return _new(cls, (bits, value & masks[length], length))
+
+    @property
+    def bits(self) -> int:
+        return self[0]
+
+    @property
+    def value(self) -> int:
+        return self[1]
+
+    @property
+    def length(self) -> int:
+        return self[2]
+
+    @property
+    def network(self) -> IPNetwork:
+        """The same prefix as an `ipaddress` network."""
+        if self[0] == 32:
+            return IPv4Network((self[1], self[2]))
+        return IPv6Network((self[1], self[2]))
+
+    def __str__(self) -> str:
+        return format_prefix(self)
+
+    def __repr__(self) -> str:
+        return f"Prefix({format_prefix(self)!r})"
+
+
+def prefix_of(network: IPNetwork | Prefix) -> Prefix:
+    """A `Prefix` for an `ipaddress` network (host bits cleared), or `network` itself."""
+    if isinstance(network, Prefix):
+        return network
+    if isinstance(network, IPv4Network):
+        bits = 32
+    elif isinstance(network, IPv6Network):
+        bits = 128
+    else:
+        raise TypeError(f"expected a Prefix or an ipaddress network, got {type(network).__name__}")
+    return Prefix(bits, int(network.network_address), network.prefixlen)
+
+
+# ---------------------------------------------------------------------------------
+# Parsing
+
+# Canonical decimal text -> value: exactly the octets Go's parseIPv4 takes (no sign, no
+# leading zero) and the lengths that need no fallback.
+_OCTET: Final = {str(i).encode(): i for i in range(256)}
+_LEN4: Final = {str(i).encode(): i for i in range(33)}
+_LEN6: Final = {str(i).encode(): i for i in range(129)}
+_HEX_AND_COLON: Final = b"0123456789abcdefABCDEF:"
+
+
+def _ipv6_plain(addr: bytes) -> int | None:
+    """An IPv6 address of hex fields and colons only; None where the exact parser must
+    decide (it accepts or rejects; this never accepts what Go rejects)."""
+    if addr.translate(None, _HEX_AND_COLON):
+        return None  # other characters: '.', '%', garbage
+    head, sep, tail = addr.partition(b"::")
+    try:
+        if not sep:
+            fields = head.split(b":")
+            if len(fields) != 8:
+                return None
+            value = 0
+            for f in fields:
+                n = int(f, 16)  # only hex digits here; b"" raises
+                if n > 0xFFFF:
+                    return None
+                value = (value << 16) | n
+            return value
+        if b"::" in tail:
+            return None
+        left = head.split(b":") if head else []
+        right = tail.split(b":") if tail else []
+        if len(left) + len(right) > 7:
+            return None
+        value = 0
+        for f in left:
+            n = int(f, 16)
+            if n > 0xFFFF:
+                return None
+            value = (value << 16) | n
+        value <<= 16 * (8 - len(left))
+        shift = 16 * len(right)
+        for f in right:
+            n = int(f, 16)
+            if n > 0xFFFF:
+                return None
+            shift -= 16
+            value |= n << shift
+        return value
+    except ValueError:  # an empty field (":::", a leading or trailing single ':')
+        return None
+
+
+def parse_prefix_bytes(text: bytes) -> Prefix:
+    """``netip.ParsePrefix`` of an ``allowed_ip`` value, masked; ValueError if Go rejects it."""
+    addr, sep, length = text.rpartition(b"/")
+    if sep:
+        parts = addr.split(b".")
+        if len(parts) == 4:
+            o = _OCTET
+            try:
+                a, b, c, d = parts
+                n = _LEN4[length]
+                value = (o[a] << 24) | (o[b] << 16) | (o[c] << 8) | o[d]
+            except KeyError:
+                pass
+            else:
+                return _new(Prefix, (32, value & MASK4[n], n))
+        elif len(parts) == 1:
+            n6 = _LEN6.get(length)
+            if n6 is not None:
+                v6 = _ipv6_plain(addr)
+                if v6 is not None:
+                    return _new(Prefix, (128, v6 & MASK6[n6], n6))
+    return prefix_of(parse_prefix(text.decode("latin-1")))
+
+
+_KEY: Final = b"allowed_ip="
+_NEXT_KEY: Final = b"\n" + _KEY
+
+
+def parse_allowed_ip_run(lines: bytes) -> tuple[list[Prefix], int]:
+    """The prefixes of the ``allowed_ip=`` lines that open `lines` (complete lines, each
+    ended by ``\\n``), and how many bytes they take.
+
+    Only the fast paths are taken: the run stops before the first line that is another
+    key, a removal (``-``), ends in ``\\r``, or needs the exact parser (odd forms, errors).
+    """
+    prefixes: list[Prefix] = []
+    if not lines.startswith(_KEY):
+        return prefixes, 0
+    add = prefixes.append
+    o, len4, len6, mask4, mask6 = _OCTET, _LEN4, _LEN6, MASK4, MASK6
+    consumed = 0
+    # Splitting at "\nallowed_ip=" leaves the values; the element where another key
+    # begins (or the final "\n") still holds a "\n": the run ends there.
+    for value in lines[len(_KEY) :].split(_NEXT_KEY):
+        nl = value.find(b"\n")
+        last = nl >= 0
+        if last:
+            value = value[:nl]
+        addr, _, length = value.partition(b"/")
+        parts = addr.split(b".")
+        if len(parts) == 4:
+            try:
+                a, b, c, d = parts
+                n = len4[length]
+                v = (o[a] << 24) | (o[b] << 16) | (o[c] << 8) | o[d]
+            except KeyError:
+                break
+            add(_new(Prefix, (32, v & mask4[n], n)))
+        else:
+            n6 = len6.get(length)
+            v6 = _ipv6_plain(addr) if n6 is not None and len(parts) == 1 else None
+            if v6 is None:
+                break
+            add(_new(Prefix, (128, v6 & mask6[n6], n6)))
+        consumed += len(value) + len(_NEXT_KEY)
+        if last:
+            break
+    return prefixes, consumed
+
+
+# ---------------------------------------------------------------------------------
+# Printing
+
+_UNPACK8H: Final = struct.Struct(">8H").unpack
+# ":0:0:0:" for a run of three zero fields, with the colons on both sides.
+_ZERO_RUN: Final = [""] * 2 + [":" + "0:" * n for n in range(2, 9)]
+
+
+def _dotted(v: int) -> str:
+    return f"{v >> 24}.{(v >> 16) & 255}.{(v >> 8) & 255}.{v & 255}"
+
+
+def format_ipv6(value: int) -> str:
+    """``netip.Addr.String`` of a 128-bit address (no zone)."""
+    if value >> 32 == 0xFFFF:
+        return "::ffff:" + _dotted(value & 0xFFFFFFFF)
+    fields = _UNPACK8H(value.to_bytes(16, "big"))
+    text = "%x:%x:%x:%x:%x:%x:%x:%x" % fields
+    zeros = fields.count(0)
+    if zeros < 2:
+        return text
+    # The longest run is at most as long as the number of zero fields: try the longest
+    # first; find() gives the leftmost, which RFC 5952 picks on ties.
+    padded = ":" + text + ":"
+    for run in range(zeros, 1, -1):
+        pattern = _ZERO_RUN[run]
+        i = padded.find(pattern)
+        if i >= 0:
+            return padded[1:i] + "::" + padded[i + len(pattern) : -1]
+    return text
+
+
+def format_prefix(prefix: tuple[int, int, int]) -> str:
+    """``netip.Prefix.String``: ``10.0.0.0/8``, ``fd00::/8``, ``::ffff:0.0.0.0/96``."""
+    bits, v, n = prefix
+    if bits == 32:
+        return f"{v >> 24}.{(v >> 16) & 255}.{(v >> 8) & 255}.{v & 255}/{n}"
+    return f"{format_ipv6(v)}/{n}"
+
+
+def format_prefix_lines(key: bytes, prefixes: Iterable[tuple[int, int, int]]) -> bytes:
+    """``key=PREFIX\\n`` for every prefix, as one byte string (``b""`` for none)."""
+    texts = []
+    add = texts.append
+    for bits, v, n in prefixes:
+        if bits == 32:
+            add(f"{v >> 24}.{(v >> 16) & 255}.{(v >> 8) & 255}.{v & 255}/{n}")
+        else:
+            add(f"{format_ipv6(v)}/{n}")
+    if not texts:
+        return b""
+    head = key.decode("ascii") + "="
+    return (head + ("\n" + head).join(texts) + "\n").encode("ascii")
