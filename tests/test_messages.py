@@ -272,3 +272,25 @@ def test_transport_header_fast_path_equals_construct() -> None:
         # unpack_from on a full datagram reads the header only.
         datagram = fast + bytes(TAG_SIZE)
         assert TRANSPORT_HEADER.unpack_from(datagram) == (MESSAGE_TRANSPORT, receiver, counter)
+
+
+@pytest.mark.parametrize("declaration", [Initiation, Response, CookieReply])
+def test_handshake_fast_paths_equal_construct(declaration: construct.Struct) -> None:
+    """The struct layouts behind parse() and build_*() against construct, on random messages."""
+    rng = random.Random(7)
+    size = declaration.sizeof()
+    kind = {Initiation: MESSAGE_INITIATION, Response: MESSAGE_RESPONSE,
+            CookieReply: MESSAGE_COOKIE_REPLY}[declaration]
+    for _ in range(200):
+        wire = struct.pack("<I", kind) + _rand(rng, size - 4)
+        fast = parse(wire)
+        assert fast == declaration.parse(wire)
+        assert declaration.build(fast) == wire
+        if declaration is Initiation:
+            assert build_initiation(fast.sender, fast.ephemeral, fast.static, fast.timestamp) \
+                == declaration.build(dict(fast, mac1=bytes(MAC_SIZE), mac2=bytes(MAC_SIZE)))
+        elif declaration is Response:
+            assert build_response(fast.sender, fast.receiver, fast.ephemeral, fast.empty) \
+                == declaration.build(dict(fast, mac1=bytes(MAC_SIZE), mac2=bytes(MAC_SIZE)))
+        else:
+            assert build_cookie_reply(fast.receiver, fast.nonce, fast.cookie) == wire

@@ -9,7 +9,10 @@ at least a header and a tag. No crypto happens here: the order size -> mac1 -> c
 raw bytes with the offsets below.
 
 The transport header is the hot path: `TRANSPORT_HEADER` is a `struct.Struct` derived from
-the same declaration and tested equal to it.
+the same declaration and tested equal to it. Handshake messages are parsed and built through
+`struct.Struct`s derived the same way (`_fast_layout`): construct took 13 us to parse an
+initiation and 24 us to build one, a tenth of a responder's whole handshake; the layouts
+are read off the declarations, so the two can never disagree.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-from construct import Bytes, Const, Int32ul, Int64ul, Struct
+from construct import Bytes, Const, ConstructError, Container, FormatField, Int32ul, Int64ul
+from construct import Struct
 
 from wgpy.constants import (
     COOKIE_REPLY_SIZE, COOKIE_SIZE, INITIATION_SIZE, KEY_SIZE, MAC_SIZE, MESSAGE_COOKIE_REPLY,
@@ -86,6 +90,33 @@ _STRUCTS = {
 _TYPE_WORD = struct.Struct("<I")
 
 
+def _fast_layout(declaration: Struct) -> tuple[struct.Struct, tuple[str, ...]]:
+    """The little-endian `struct.Struct` and field names of a declaration made only of
+    named integers (`Const` or plain) and fixed-length `Bytes`."""
+    fmt, names = "<", []
+    for field in declaration.subcons:
+        inner = field.subcon
+        if isinstance(inner, Const):
+            inner = inner.subcon
+        if isinstance(inner, FormatField):
+            fmt += inner.fmtstr.lstrip("<")
+        elif isinstance(inner, Bytes):
+            fmt += f"{inner.length}s"
+        else:
+            raise TypeError(f"no fast layout for {field.name}")
+        names.append(field.name)
+    layout = struct.Struct(fmt)
+    assert layout.size == declaration.sizeof()
+    return layout, tuple(names)
+
+
+_FAST = {kind: _fast_layout(declaration) for kind, declaration in _STRUCTS.items()
+         if kind != MESSAGE_TRANSPORT}
+_INITIATION, _ = _FAST[MESSAGE_INITIATION]
+_RESPONSE, _ = _FAST[MESSAGE_RESPONSE]
+_COOKIE_REPLY, _ = _FAST[MESSAGE_COOKIE_REPLY]
+
+
 def classify(data: bytes | bytearray | memoryview) -> int | None:
     """The message type if (type word, exact length) is valid, else None.
 
@@ -108,8 +139,9 @@ def parse(data: bytes | bytearray | memoryview) -> Any:
     if kind is None:
         raise ValueError("not a WireGuard message")
     if kind == MESSAGE_TRANSPORT:
-        return TransportHeader.parse(bytes(data[:TRANSPORT_HEADER_SIZE]))
-    return _STRUCTS[kind].parse(bytes(data))
+        return Container(zip(("type", "receiver", "counter"), TRANSPORT_HEADER.unpack_from(data)))
+    layout, names = _FAST[kind]
+    return Container(zip(names, layout.unpack_from(data)))
 
 
 def mac1_offset(kind: int) -> int:
@@ -124,18 +156,26 @@ def mac2_offset(kind: int) -> int:
 _NO_MAC = bytes(MAC_SIZE)
 
 
+def _check(*fields: tuple[str, bytes, int]) -> None:
+    for name, value, size in fields:
+        if len(value) != size:
+            raise ConstructError(f"{name} must be {size} bytes, got {len(value)}")
+
+
 def build_initiation(sender: int, ephemeral: bytes, static: bytes, timestamp: bytes) -> bytearray:
     """An initiation with zero MACs; the cookie code writes them in place."""
-    return bytearray(Initiation.build(dict(
-        sender=sender, ephemeral=ephemeral, static=static, timestamp=timestamp,
-        mac1=_NO_MAC, mac2=_NO_MAC)))
+    _check(("ephemeral", ephemeral, KEY_SIZE), ("static", static, encrypted_size(KEY_SIZE)),
+           ("timestamp", timestamp, encrypted_size(TIMESTAMP_SIZE)))
+    return bytearray(_INITIATION.pack(MESSAGE_INITIATION, sender, ephemeral, static, timestamp,
+                                      _NO_MAC, _NO_MAC))
 
 
 def build_response(sender: int, receiver: int, ephemeral: bytes, empty: bytes) -> bytearray:
-    return bytearray(Response.build(dict(
-        sender=sender, receiver=receiver, ephemeral=ephemeral, empty=empty,
-        mac1=_NO_MAC, mac2=_NO_MAC)))
+    _check(("ephemeral", ephemeral, KEY_SIZE), ("empty", empty, encrypted_size(0)))
+    return bytearray(_RESPONSE.pack(MESSAGE_RESPONSE, sender, receiver, ephemeral, empty,
+                                    _NO_MAC, _NO_MAC))
 
 
 def build_cookie_reply(receiver: int, nonce: bytes, cookie: bytes) -> bytes:
-    return CookieReply.build(dict(receiver=receiver, nonce=nonce, cookie=cookie))
+    _check(("nonce", nonce, XNONCE_SIZE), ("cookie", cookie, encrypted_size(COOKIE_SIZE)))
+    return _COOKIE_REPLY.pack(MESSAGE_COOKIE_REPLY, receiver, nonce, cookie)
