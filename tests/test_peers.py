@@ -235,7 +235,8 @@ def test_batches_both_ways_keep_order_and_count_drops() -> None:
     bad = bytearray(datagrams[3])
     bad[-1] ^= 1
     batch = datagrams[:3] + [bytes(bad)] + datagrams[3:] + [datagrams[0]]
-    got, actions = p.pb.consume_data_batch(keypair, batch, EP_A, 1.0)
+    got, actions, authenticated = p.pb.consume_data_batch(keypair, batch, EP_A, 1.0)
+    assert authenticated == 40
     assert got == packets
     assert sorted(drops(actions), key=str) == [DropReason.DECRYPTION_FAILED,
                                                DropReason.REPLAYED_COUNTER]
@@ -250,5 +251,5 @@ def test_batch_on_next_keypair_confirms_it() -> None:
     more = sent(p.pa.send_batch([ipv4(IP_A, IP_B)] * 3, 0.1))
     nxt = p.pb.keypairs.next
     assert nxt is not None
-    got, _ = p.pb.consume_data_batch(nxt, first + more, EP_A, 0.2)
+    got, _, _ = p.pb.consume_data_batch(nxt, first + more, EP_A, 0.2)
     assert len(got) == 3 and p.pb.keypairs.current is nxt and p.pb.keypairs.next is None

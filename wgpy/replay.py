@@ -49,6 +49,13 @@ class ReplayFilter:
         self._greatest: int = 0  # greatest accepted counter + 1; 0 when none yet
         self._backtrack: list[int] = list(_ZERO_RING)
 
+    def exhausted(self, limit: int = REJECT_AFTER_MESSAGES) -> bool:
+        """Whether the greatest accepted counter + 1 has reached `limit`: the kernel's
+        ``decrypt_packet`` then takes the receiving key as invalid, so a keypair that
+        accepted counter REJECT_AFTER_MESSAGES - 1 accepts nothing more, not even an older
+        counter still inside the window."""
+        return self._greatest >= limit
+
     def reset(self) -> None:
         """Forget every counter seen, as for a fresh keypair."""
         self._greatest = 0

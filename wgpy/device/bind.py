@@ -5,7 +5,11 @@
   family is tolerated, so a host without IPv6 still works.
 - `fwmark` sets SO_MARK on both sockets (needs CAP_NET_ADMIN); 0 is a no-op if unchanged.
 - Sticky source addresses: IP_PKTINFO / IPV6_RECVPKTINFO tell which local address a
-  datagram arrived on; replies to that endpoint leave from the same address.
+  datagram arrived on; replies to that endpoint leave from the same address (the kernel's
+  `endpoint.src4`/`src6`). The device remembers it only for a datagram that authenticated,
+  forgets it when the core says so (`clear_source`, kernel
+  `wg_socket_clear_peer_endpoint_src`), and a send from a remembered address that is no
+  longer ours forgets it and goes again at once without it (kernel `send4`/`send6`).
 - Batching: UDP GRO on receive (one recvmsg, many datagrams, split by the segment size)
   and UDP GSO on send (one sendmsg, up to 64 equal-sized datagrams). Either is switched
   off for good the first time the kernel refuses it.
@@ -18,7 +22,7 @@ import socket
 import struct
 from typing import Any
 
-__all__ = ["Bind", "Endpoint"]
+__all__ = ["Bind", "Endpoint", "Local", "SendError"]
 
 Endpoint = tuple[Any, ...]
 Local = tuple[bytes, int]  # local address bytes, interface index
@@ -39,6 +43,17 @@ _IN_PKTINFO = struct.Struct("=I4s4s")
 _IN6_PKTINFO = struct.Struct("=16sI")
 _SEGMENT = struct.Struct("=H")
 _INT = struct.Struct("=i")
+# What sendmsg says when the IP_PKTINFO / IPV6_PKTINFO source is no longer a local address
+# (measured: ENETUNREACH for IPv4 without a route from it, EINVAL for IPv6, EADDRNOTAVAIL).
+_SOURCE_GONE = frozenset((errno.EINVAL, errno.ENETUNREACH, errno.EADDRNOTAVAIL))
+
+
+class SendError(OSError):
+    """A send failed after the first `sent` datagrams went out."""
+
+    def __init__(self, err: int, strerror: str, sent: int) -> None:
+        super().__init__(err, strerror)
+        self.sent = sent
 
 
 class Bind:
@@ -152,6 +167,11 @@ class Bind:
             self.sources.clear()  # bounded: the kernel chooses until the next packet
         self.sources[endpoint] = local
 
+    def clear_source(self, endpoint: Endpoint) -> None:
+        """Let routing choose the source address for `endpoint` again (kernel
+        `wg_socket_clear_peer_endpoint_src`)."""
+        self.sources.pop(endpoint, None)
+
     def recv_batch(self, sock: socket.socket, limit: int
                    ) -> list[tuple[bytes, Endpoint, Local | None]]:
         """Datagrams waiting on `sock` (GRO batches split), up to about `limit`, with the
@@ -191,64 +211,71 @@ class Bind:
     def _socket_for(self, endpoint: Endpoint) -> socket.socket | None:
         return self.sock6 if len(endpoint) == 4 or ":" in str(endpoint[0]) else self.sock4
 
-    def _source_cmsg(self, endpoint: Endpoint, v6: bool) -> list[tuple[int, int, bytes]]:
-        local = self.sources.get(endpoint)
-        if local is None:
-            return []
+    @staticmethod
+    def _pktinfo(local: Local, v6: bool) -> list[tuple[int, int, bytes]]:
         addr, ifindex = local
         if v6:
             return [(socket.IPPROTO_IPV6, socket.IPV6_PKTINFO, _IN6_PKTINFO.pack(addr, ifindex))]
         return [(socket.IPPROTO_IP, IP_PKTINFO, _IN_PKTINFO.pack(0, addr, bytes(4)))]
 
-    def send(self, datagrams: list[bytes], endpoint: Endpoint) -> None:
-        """Send in order; runs of equal-sized datagrams go out in one GSO call.
+    def send(self, datagrams: list[bytes], endpoint: Endpoint,
+             source: Local | None = None) -> None:
+        """Send in order; runs of equal-sized datagrams go out in one GSO call. They leave
+        from `source` if given (a reply from the address the message it answers arrived on,
+        kernel `wg_socket_send_buffer_as_reply_to_skb`), else from the address remembered
+        for `endpoint`, else from the one routing picks.
 
-        Raises OSError when nothing can be sent (no socket for the family, unreachable).
+        If the source address is no longer ours, the datagrams not yet sent go again at once
+        without it, and a remembered one is forgotten (kernel `send4`/`send6`): the first
+        packet after the address vanishes still arrives.
+
+        Raises SendError when not all could be sent (no socket for the family, no route).
         """
         sock = self._socket_for(endpoint)
         if sock is None:
-            raise OSError(errno.EAFNOSUPPORT, "no socket for the endpoint's address family")
-        cmsg = self._source_cmsg(endpoint, sock.family == socket.AF_INET6)
-        try:
-            self._send(sock, datagrams, endpoint, cmsg)
-        except OSError as exc:
-            if not cmsg or exc.errno not in (errno.EINVAL, errno.EADDRNOTAVAIL):
-                raise
-            # The sticky source address is gone: forget it and let the kernel choose.
-            self.sources.pop(endpoint, None)
-            self._send(sock, datagrams, endpoint, [])
-
-    def _send(self, sock: socket.socket, datagrams: list[bytes], endpoint: Endpoint,
-              cmsg: list[tuple[int, int, bytes]]) -> None:
+            raise SendError(errno.EAFNOSUPPORT, "no socket for the endpoint's address family", 0)
+        remembered = source is None
+        if remembered:
+            source = self.sources.get(endpoint)
+        cmsg = self._pktinfo(source, sock.family == socket.AF_INET6) if source else []
         i, n = 0, len(datagrams)
         while i < n:
-            size = len(datagrams[i])
-            j = i + 1
-            if self.gso:
-                limit = min(n, i + GSO_MAX_SEGMENTS, i + GSO_MAX_BYTES // max(size, 1))
-                while j < limit and len(datagrams[j]) == size:
-                    j += 1
-                if j < n and j < limit and len(datagrams[j]) < size:
-                    j += 1  # a shorter last segment is allowed
-            if j - i > 1:
-                try:
-                    sock.sendmsg([b"".join(datagrams[i:j])],
-                                 cmsg + [(SOL_UDP, UDP_SEGMENT, _SEGMENT.pack(size))], 0,
-                                 endpoint)
-                    i = j
+            try:
+                i = self._send_run(sock, datagrams, i, endpoint, cmsg)
+            except OSError as exc:
+                if cmsg and exc.errno in _SOURCE_GONE:
+                    if remembered:
+                        self.sources.pop(endpoint, None)
+                    cmsg = []
                     continue
-                except OSError as exc:
-                    if exc.errno not in (errno.EIO, errno.EINVAL, errno.ENOPROTOOPT):
-                        raise
-                    self.gso = False  # wireguard-go turns GSO off after an EIO too
-            for k in range(i, j):
-                self._send_one(sock, datagrams[k], endpoint, cmsg)
-            i = j
+                raise SendError(exc.errno or 0, exc.strerror or str(exc), i) from exc
 
-    @staticmethod
-    def _send_one(sock: socket.socket, data: bytes, endpoint: Endpoint,
-                  cmsg: list[tuple[int, int, bytes]]) -> None:
+    def _send_run(self, sock: socket.socket, datagrams: list[bytes], i: int,
+                  endpoint: Endpoint, cmsg: list[tuple[int, int, bytes]]) -> int:
+        """Send the GSO run that starts at datagrams[i], or datagrams[i] alone; returns the
+        index of the first datagram not yet sent."""
+        n = len(datagrams)
+        size = len(datagrams[i])
+        j = i + 1
+        if self.gso:
+            limit = min(n, i + GSO_MAX_SEGMENTS, i + GSO_MAX_BYTES // max(size, 1))
+            while j < limit and len(datagrams[j]) == size:
+                j += 1
+            if j < n and j < limit and len(datagrams[j]) < size:
+                j += 1  # a shorter last segment is allowed
+        if j - i > 1:
+            try:
+                sock.sendmsg([b"".join(datagrams[i:j])],
+                             cmsg + [(SOL_UDP, UDP_SEGMENT, _SEGMENT.pack(size))], 0, endpoint)
+                return j
+            except OSError as exc:
+                if exc.errno not in (errno.EIO, errno.EINVAL, errno.ENOPROTOOPT):
+                    raise
+                if cmsg and exc.errno in _SOURCE_GONE:
+                    raise  # the source first: if GSO is at fault, the retry without says so
+                self.gso = False  # wireguard-go turns GSO off after an EIO too
         if cmsg:
-            sock.sendmsg([data], cmsg, 0, endpoint)
+            sock.sendmsg([datagrams[i]], cmsg, 0, endpoint)
         else:
-            sock.sendto(data, endpoint)
+            sock.sendto(datagrams[i], endpoint)
+        return i + 1

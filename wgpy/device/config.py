@@ -153,7 +153,7 @@ class SetTransaction:
         elif isinstance(op, PeerPresharedKey):
             peer.preshared_key = op.key
         elif isinstance(op, PeerEndpoint):
-            peer.endpoint = endpoint_tuple(op)
+            self.device.set_peer_endpoint(peer, endpoint_tuple(op))
         elif isinstance(op, PeerPersistentKeepalive):
             old = peer.timers.persistent_keepalive_interval
             peer.timers.persistent_keepalive_interval = op.seconds

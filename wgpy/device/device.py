@@ -22,6 +22,11 @@ hold and one GSO send per batch) is what the hand-offs keep from the seed's desi
 
 `lock` is the one lock of the sans-IO core (peers, keypairs, allowed IPs, index table);
 every thread takes it once per batch, never per packet.
+
+While the link is down nothing is answered, decrypted, written to the TUN or sent (kernel
+`wg_stop`, wireguard-go `Down`); the sockets stay bound, as Debian's wireguard-go keeps
+them, and what arrives is dropped and counted (INTERFACE_DOWN). Packets the TUN gives us
+before we learn that the link came up are staged, and go out at `set_up(True)`.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import queue
 import select
 import threading
 from collections import Counter
+from dataclasses import dataclass
 from typing import Callable
 
 from wgpy.constants import (
@@ -40,12 +46,12 @@ from wgpy.constants import (
     MESSAGE_RESPONSE, MESSAGE_TRANSPORT, TRANSPORT_MIN_SIZE,
 )
 from wgpy.device import clock
-from wgpy.device.bind import Bind, Endpoint, Local
+from wgpy.device.bind import Bind, Endpoint, Local, SendError
 from wgpy.device.log import VERBOSE, Logger
 from wgpy.device.tun import Tun
 from wgpy.messages import TRANSPORT_HEADER, classify
-from wgpy.noise.actions import Action, Drop, DropReason, Schedule, SendBatch, SendDatagram
-from wgpy.noise.actions import WriteToTun
+from wgpy.noise.actions import Action, ClearEndpointSource, Drop, DropReason, Schedule
+from wgpy.noise.actions import SendBatch, SendDatagram, WriteToTun
 from wgpy.noise.interface import Interface
 from wgpy.noise.peer import Peer
 from wgpy.noise.warmup import rehearse
@@ -56,6 +62,16 @@ POLL_INTERVAL = 1.0  # how often blocked threads look at the stop flag
 TIMER_MAX_SLEEP = 1.0
 _TRANSPORT_WORD = MESSAGE_TRANSPORT.to_bytes(4, "little")
 _b64 = __import__("base64").b64encode
+
+
+@dataclass(frozen=True, slots=True)
+class _Reply:
+    """A cookie reply, to leave from the local address the message it answers arrived on
+    (kernel `wg_packet_send_handshake_cookie` -> `wg_socket_send_buffer_as_reply_to_skb`)."""
+
+    data: bytes
+    endpoint: Endpoint
+    source: Local | None
 
 
 class _Waker:
@@ -160,7 +176,8 @@ class Device:
         self._wake_udp.close()
 
     def set_up(self, up: bool) -> None:
-        """The link went up or down: timers run only while up (kernel `mod_peer_timer`)."""
+        """The link went up or down (kernel `wg_open` / `wg_stop`, per peer in the core:
+        `Peer.link_up` / `Peer.link_down`). Timers run only while up (`mod_peer_timer`)."""
         actions: list[Action] = []
         with self.lock:
             if up == self.is_up:
@@ -168,17 +185,18 @@ class Device:
             self.is_up = up
             now = clock.now()
             for peer in self.iface.peers.values():
-                peer.timers.enabled = up
-                if not up:
-                    peer.stop()
-                else:
-                    if not peer.handshake_in_progress:  # keep a pending one's rate limit
-                        peer.last_sent_handshake = None
-                    if peer.persistent_keepalive_interval:
-                        actions += peer.send_keepalive(now)
-                    actions += peer.send_batch([], now)
+                actions += peer.link_up(now) if up else peer.link_down()
         self.log.verbose("Interface %s", "up" if up else "down")
         self.execute(actions)
+
+    def set_peer_endpoint(self, peer: Peer, endpoint: Endpoint) -> None:
+        """An endpoint set over UAPI comes without a source address, so none is remembered
+        for it (the kernel's `set_peer` sets an endpoint whose src is zero; wireguard-go's
+        parsed endpoint has none). The caller holds the device lock."""
+        if peer.endpoint is not None:
+            self.bind.clear_source(peer.endpoint)
+        self.bind.clear_source(endpoint)
+        peer.endpoint = endpoint
 
     def set_mtu(self, mtu: int) -> None:
         with self.lock:
@@ -207,13 +225,15 @@ class Device:
 
     # --- carrying out what the core asks -------------------------------------------------------
 
-    def execute(self, actions: list[Action]) -> None:
+    def execute(self, actions: list[Action | _Reply]) -> None:
         for action in actions:
             kind = type(action)
             if kind is SendBatch:
-                self._send(action.datagrams, action.endpoint)  # type: ignore[union-attr]
+                self._send(action.datagrams, action.endpoint,  # type: ignore[union-attr]
+                           action.peer)  # type: ignore[union-attr]
             elif kind is SendDatagram:
-                self._send([action.data], action.endpoint)  # type: ignore[union-attr]
+                self._send([action.data], action.endpoint,  # type: ignore[union-attr]
+                           action.peer)  # type: ignore[union-attr]
             elif kind is WriteToTun:
                 self._write_tun([action.packet])  # type: ignore[union-attr]
             elif kind is Drop:
@@ -223,19 +243,34 @@ class Device:
                 if at is not None and at < self._timer_due:
                     self._timer_due = at
                     self._timer_wake.set()  # only when it must look earlier than planned
+            elif kind is ClearEndpointSource:
+                self.bind.clear_source(action.endpoint)  # type: ignore[union-attr]
+            elif kind is _Reply:
+                self._send([action.data], action.endpoint, None,  # type: ignore[union-attr]
+                           action.source)  # type: ignore[union-attr]
 
     def _drop(self, reason: DropReason, count: int = 1) -> None:
         self.drops[reason] += count
         if self.log.level >= VERBOSE:
             self.log.verbose("Dropped %d: %s", count, reason.value)
 
-    def _send(self, datagrams: list[bytes], endpoint: Endpoint) -> None:
-        try:
-            self.bind.send(datagrams, endpoint)
-        except OSError as exc:
-            self._drop(DropReason.NO_ENDPOINT, len(datagrams))
-            self.log.verbose("Failed to send %d datagrams to %s: %s", len(datagrams),
-                             endpoint[0], exc.strerror)
+    def _send(self, datagrams: list[bytes], endpoint: Endpoint, peer: Peer | None,
+              source: Local | None = None) -> None:
+        """Send; what could not be sent is dropped, counted, and taken out of the peer's
+        tx_bytes (the core counted it: the kernel counts only what was sent)."""
+        if not self.is_up:  # computed before the link went down
+            unsent, reason, why = datagrams, DropReason.INTERFACE_DOWN, "interface down"
+        else:
+            try:
+                self.bind.send(datagrams, endpoint, source)
+                return
+            except SendError as exc:
+                unsent, reason, why = datagrams[exc.sent:], DropReason.SEND_FAILED, exc.strerror
+        self._drop(reason, len(unsent))
+        if peer is not None:
+            with self.lock:
+                peer.send_failed(sum(map(len, unsent)))
+        self.log.verbose("Failed to send %d datagrams to %s: %s", len(unsent), endpoint[0], why)
 
     def _write_tun(self, packets: list[bytes]) -> None:
         writev, fd = os.writev, self.tun.fd
@@ -281,6 +316,7 @@ class Device:
         no_route = 0
         with self.lock:
             now = clock.now()
+            up = self.is_up
             for packet in packets:
                 peer = route(packet)
                 if peer is None:
@@ -292,7 +328,8 @@ class Device:
                 else:
                     group.append(packet)
             for peer, group in by_peer.items():
-                actions += peer.send_batch(group, now)
+                # Not up yet as far as netlink told us: stage, sent by `set_up(True)`.
+                actions += peer.send_batch(group, now) if up else peer.stage_batch(group)
         if no_route:
             self._drop(DropReason.NO_ROUTE, no_route)
         self.execute(actions)
@@ -320,12 +357,15 @@ class Device:
         it to the TUN in order; queue handshake messages for the handshake worker."""
         unpack = TRANSPORT_HEADER.unpack_from
         packets: list[bytes] = []
-        actions: list[Action] = []
+        actions: list[Action | _Reply] = []
         run: list[bytes] = []
         run_key: tuple[int, Endpoint] | None = None
         local: Local | None = None
         invalid = 0
         with self.lock:
+            if not self.is_up:  # kernel wg_stop closed its sockets: nothing gets in
+                self._drop(DropReason.INTERFACE_DOWN, len(batch))
+                return
             now = clock.now()
             for data, src, here in batch:
                 if data[:4] != _TRANSPORT_WORD or len(data) < TRANSPORT_MIN_SIZE:
@@ -359,17 +399,17 @@ class Device:
 
     def _consume_run(self, run_key: tuple[int, Endpoint], run: list[bytes],
                      local: Local | None, now: float, packets: list[bytes],
-                     actions: list[Action]) -> None:
+                     actions: list[Action | _Reply]) -> None:
         """Transport data with one receiver index from one source, in arrival order."""
         entry = self.iface.index.get(run_key[0])
         if entry is None or entry[1] is None:
             self._drop(DropReason.UNKNOWN_INDEX, len(run))
             return
         peer, src = entry[0], run_key[1]
-        got, more = peer.consume_data_batch(entry[1], run, src, now)
+        got, more, authenticated = peer.consume_data_batch(entry[1], run, src, now)
         packets += got
         actions += more
-        if peer.endpoint == src:  # set only by an authenticated packet
+        if authenticated:  # kernel: wg_socket_set_peer_endpoint only after counter_validate
             self.bind.remember_source(src, local)
 
     def _handshake_worker(self) -> None:
@@ -383,6 +423,9 @@ class Device:
                 continue  # the stop signal: the loop condition ends it
             data, src, local = item
             with self.lock:
+                if not self.is_up:  # queued before the link went down (kernel wg_stop)
+                    self._drop(DropReason.INTERFACE_DOWN, 1)
+                    continue
                 now = clock.now()
                 actions = self._handshake(data, src, local, now,
                                           self.iface.under_load(q.qsize(), now))
@@ -404,13 +447,21 @@ class Device:
         return True
 
     def _handshake(self, data: bytes, src: Endpoint, local: Local | None, now: float,
-                   under_load: bool) -> list[Action]:
+                   under_load: bool) -> list[Action | _Reply]:
         """A handshake message or cookie reply through the core (under the lock)."""
-        actions = self.iface.receive(data, src, now, under_load)
-        if data[0] in (MESSAGE_INITIATION, MESSAGE_RESPONSE) and not any(
-                type(a) is Drop or (type(a) is SendDatagram and a.data[0] ==  # type: ignore[union-attr]
-                                    MESSAGE_COOKIE_REPLY) for a in actions):
-            self.bind.remember_source(src, local)  # it authenticated
+        actions: list[Action | _Reply] = list(self.iface.receive(data, src, now, under_load))
+        if data[0] not in (MESSAGE_INITIATION, MESSAGE_RESPONSE):
+            return actions
+        authenticated = True
+        for i, a in enumerate(actions):
+            kind = type(a)
+            if kind is Drop:
+                authenticated = False
+            elif kind is SendDatagram and a.data[0] == MESSAGE_COOKIE_REPLY:  # type: ignore[union-attr]
+                authenticated = False
+                actions[i] = _Reply(a.data, a.endpoint, local)  # type: ignore[union-attr]
+        if authenticated:
+            self.bind.remember_source(src, local)
         return actions
 
     def _timers(self) -> None:

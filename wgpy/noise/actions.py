@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Union
 
 __all__ = ["Endpoint", "SendDatagram", "SendBatch", "WriteToTun", "Drop", "DropReason", "Schedule",
-           "Action"]
+           "ClearEndpointSource", "Action"]
 
 # A socket address exactly as Python's socket module gives and takes it:
 # (host, port) for IPv4, (host, port, flowinfo, scope_id) for IPv6.
@@ -37,20 +37,29 @@ class DropReason(enum.Enum):
     STAGED_QUEUE_FULL = "staged queue full, oldest packet dropped"
     TUN_WRITE_FAILED = "the TUN refused the packet (link down or queue full)"
     HANDSHAKE_GAVE_UP = "handshake did not complete after REKEY_ATTEMPT_TIME"
+    SEND_FAILED = "the UDP send failed (no socket for the family, no route)"
+    INTERFACE_DOWN = "the interface is down"
 
 
 @dataclass(frozen=True, slots=True)
 class SendDatagram:
+    """One datagram. `peer` is the peer whose tx_bytes already count it (None for a cookie
+    reply, which counts nowhere): if the send fails, the device takes the bytes back
+    (`Peer.send_failed`), as the kernel counts tx_bytes only for a sent skb."""
+
     data: bytes
     endpoint: Endpoint
+    peer: Any = None
 
 
 @dataclass(frozen=True, slots=True)
 class SendBatch:
-    """Transport data for one endpoint, in counter order (a candidate for UDP GSO)."""
+    """Transport data for one endpoint, in counter order (a candidate for UDP GSO);
+    `peer` as for `SendDatagram`."""
 
     datagrams: list[bytes]
     endpoint: Endpoint
+    peer: Any = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,4 +80,13 @@ class Schedule:
     at: float | None
 
 
-Action = Union[SendDatagram, SendBatch, WriteToTun, Drop, Schedule]
+@dataclass(frozen=True, slots=True)
+class ClearEndpointSource:
+    """Forget the local address replies to `endpoint` leave from, so the routing table picks
+    one again (kernel `wg_socket_clear_peer_endpoint_src`): the sticky source may be the
+    cause of an unanswered handshake. Comes before the sends it concerns."""
+
+    endpoint: Endpoint
+
+
+Action = Union[SendDatagram, SendBatch, WriteToTun, Drop, Schedule, ClearEndpointSource]

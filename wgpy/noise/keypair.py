@@ -48,7 +48,10 @@ class Keypair:
                 and self.send_counter < REJECT_AFTER_MESSAGES)
 
     def can_receive(self, now: float) -> bool:
-        return self.receiving_valid and now < self.created + REJECT_AFTER_TIME
+        """Valid, younger than REJECT_AFTER_TIME and not exhausted (kernel `decrypt_packet`:
+        ``receive.counter >= REJECT_AFTER_MESSAGES`` invalidates the key)."""
+        return (self.receiving_valid and now < self.created + REJECT_AFTER_TIME
+                and not self.replay.exhausted(REJECT_AFTER_MESSAGES))
 
     def next_counter(self) -> int:
         """Take the next sending nonce (sequential per keypair)."""

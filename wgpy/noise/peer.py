@@ -18,15 +18,15 @@ from cryptography.exceptions import InvalidTag
 
 from wgpy import crypto
 from wgpy.constants import (
-    IPV4_HEADER_MIN, IPV6_HEADER_SIZE, MAX_STAGED_PACKETS, MAX_TIMER_HANDSHAKES,
-    MESSAGE_INITIATION, MESSAGE_PADDING_MULTIPLE, MESSAGE_RESPONSE, MESSAGE_TRANSPORT,
+    IPV4_HEADER_MIN, IPV6_HEADER_SIZE, KEEPALIVE_TIMEOUT, MAX_STAGED_PACKETS,
+    MAX_TIMER_HANDSHAKES, MESSAGE_INITIATION, MESSAGE_PADDING_MULTIPLE, MESSAGE_RESPONSE, MESSAGE_TRANSPORT,
     REJECT_AFTER_MESSAGES, REKEY_AFTER_MESSAGES, REKEY_AFTER_TIME, REKEY_ON_RECEIVE_AGE,
     REKEY_TIMEOUT, TRANSPORT_HEADER_SIZE, ZERO_KEY_MATERIAL_TIMEOUT,
 )
 from wgpy.messages import TRANSPORT_HEADER, build_initiation, build_response
 from wgpy.noise import timers as T
-from wgpy.noise.actions import Action, Drop, DropReason, Endpoint, Schedule, SendBatch
-from wgpy.noise.actions import SendDatagram, WriteToTun
+from wgpy.noise.actions import Action, ClearEndpointSource, Drop, DropReason, Endpoint
+from wgpy.noise.actions import Schedule, SendBatch, SendDatagram, WriteToTun
 from wgpy.noise.cookie import CookieGenerator
 from wgpy.noise.handshake import Handshake, HandshakeError, HandshakeState
 from wgpy.noise.keypair import Keypair, Keypairs
@@ -43,7 +43,9 @@ _NONCE = crypto.NONCE
 
 
 def padding_for(length: int, mtu: int) -> int:
-    """Zero bytes to append so the plaintext is a multiple of 16, never beyond the MTU."""
+    """Zero bytes to append so the plaintext is a multiple of 16, never beyond the MTU
+    (kernel send.c `calculate_skb_padding`). A packet longer than the MTU is padded as its
+    last MTU-sized unit would be, whatever its own length."""
     last_unit = length % mtu if mtu and length > mtu else length
     padded = -(-last_unit // MESSAGE_PADDING_MULTIPLE) * MESSAGE_PADDING_MULTIPLE
     if mtu:
@@ -158,13 +160,27 @@ class Peer:
                         timers.mod(T.ZERO_KEY_MATERIAL, now + ZERO_KEY_MATERIAL_TIMEOUT)
                 else:
                     timers.handshake_attempts += 1
+                    # kernel wg_expired_retransmit_handshake: the sticky source address may
+                    # be the cause of the silence, so forget it before retrying.
+                    self._clear_endpoint_source(out)
                     self._send_handshake_initiation(now, True, out)
             elif name == T.SEND_KEEPALIVE:
-                self._send_keepalive(now, out)
+                # kernel wg_expired_send_keepalive sends the keepalive, then re-arms the timer
+                # if data arrived while it was pending. But the kernel (and wireguard-go) only
+                # queue the keepalive there: its any_authenticated_packet_sent hook runs later,
+                # on the tx path, and deletes the timer just re-armed. So on the wire a second
+                # keepalive follows only when the first never went out (no usable keypair and
+                # the initiation rate-limited). We send synchronously, so we re-arm *before*
+                # sending to get that same outcome, deterministically. Nothing is lost: the
+                # keepalive we send follows every data packet received so far, which is all a
+                # second one would have acknowledged.
                 if timers.need_another_keepalive:
                     timers.need_another_keepalive = False
-                    timers.data_received(now)
+                    timers.mod(T.SEND_KEEPALIVE, now + KEEPALIVE_TIMEOUT)
+                self._send_keepalive(now, out)
             elif name == T.NEW_HANDSHAKE:
+                # kernel wg_expired_new_handshake: forget the sticky source too.
+                self._clear_endpoint_source(out)
                 self._send_handshake_initiation(now, False, out)
             elif name == T.ZERO_KEY_MATERIAL:
                 self.zero_key_material()
@@ -192,6 +208,49 @@ class Peer:
         self.timers.stop()
         self.zero_key_material()
         self.staged.clear()
+
+    def link_down(self) -> list[Action]:
+        """The interface went down (kernel `wg_stop`): staged packets purged, timers stopped
+        and off until `link_up`, handshake and keypairs cleared, the initiation rate limit
+        reset."""
+        out: list[Action] = []
+        if self.staged:
+            out.append(Drop(DropReason.INTERFACE_DOWN, len(self.staged)))
+        self.timers.enabled = False
+        self.stop()
+        self.last_sent_handshake = None
+        return out
+
+    def link_up(self, now: float) -> list[Action]:
+        """The interface came up (kernel `wg_open`): timers on, the staged packets sent, and
+        a keepalive if persistent keepalive is on.
+
+        An initiation created while the timers were off has no retransmit timer, and the
+        device did not send it (nothing leaves while down): send a fresh one now, so its
+        retries run. Packets staged while down start a handshake the same way."""
+        before = self.timers.next_deadline()
+        out: list[Action] = []
+        self.timers.enabled = True
+        if self.handshake_in_progress and not self.timers.pending(T.RETRANSMIT_HANDSHAKE):
+            self.last_sent_handshake = None
+            self._send_handshake_initiation(now, False, out)
+        self._send_staged(now, out)
+        if self.timers.persistent_keepalive_interval:
+            self._send_keepalive(now, out)
+        return self._done(out, before)
+
+    def stage_batch(self, packets: list[bytes]) -> list[Action]:
+        """Stage packets without sending anything (the link is down as far as we know; they
+        go out at `link_up`, or are purged by `link_down`)."""
+        out: list[Action] = []
+        for packet in packets:
+            self._stage(packet, out)
+        return out
+
+    def send_failed(self, nbytes: int) -> None:
+        """The device could not send `nbytes` of what the core counted: the kernel counts
+        tx_bytes only for what it sent (`wg_socket_send_skb_to_peer`)."""
+        self.tx_bytes -= nbytes
 
     # --- handshake messages from the interface -------------------------------------------------
 
@@ -239,19 +298,22 @@ class Peer:
     def consume_data(self, keypair: Keypair, data: bytes, src: Endpoint,
                      now: float) -> list[Action]:
         """Decrypt, check the counter, confirm keys, filter by allowed IPs, deliver."""
-        packets, out = self.consume_data_batch(keypair, [data], src, now)
+        packets, out, _ = self.consume_data_batch(keypair, [data], src, now)
         return [WriteToTun(packet) for packet in packets] + out
 
     def consume_data_batch(self, keypair: Keypair, datagrams: list[bytes], src: Endpoint,
-                           now: float) -> tuple[list[bytes], list[Action]]:
+                           now: float) -> tuple[list[bytes], list[Action], int]:
         """`consume_data` for many datagrams under one keypair from one source: the same
         checks per packet, the bookkeeping (roaming, key confirmation, timers) once.
 
-        Returns (IP packets for the TUN, in order; other actions).
+        Returns (IP packets for the TUN, in order; other actions; how many datagrams
+        authenticated and passed the replay check). Only a run with at least one such
+        datagram may move the endpoint or its sticky source address: a forged or replayed
+        datagram spoofed from the peer's address must move nothing.
         """
         if not keypair.can_receive(now):
             keypair.receiving_valid = False
-            return [], [Drop(DropReason.EXPIRED_KEYPAIR, len(datagrams))]
+            return [], [Drop(DropReason.EXPIRED_KEYPAIR, len(datagrams))], 0
         decrypt, validate = keypair.recv.decrypt, keypair.replay.validate
         lookup, unpack, nonce = self.interface.allowed_ips.lookup, TRANSPORT_HEADER.unpack_from, \
             _NONCE.pack
@@ -288,7 +350,7 @@ class Peer:
             drops[reason] = drops.get(reason, 0) + 1
         out: list[Action] = [Drop(reason, n) for reason, n in drops.items()]
         if not authenticated:
-            return packets, out
+            return packets, out, 0
         before = self.timers.next_deadline()
         self.endpoint = src
         rotated, dropped = self.keypairs.received_with(keypair)
@@ -302,7 +364,7 @@ class Peer:
         self.timers.any_authenticated_packet_traversal(now)
         if data_received:
             self.timers.data_received(now)
-        return packets, self._done(out, before)
+        return packets, self._done(out, before), authenticated
 
     # --- internals -----------------------------------------------------------------------------
 
@@ -332,7 +394,11 @@ class Peer:
             out.append(Drop(DropReason.NO_ENDPOINT))
             return
         self.tx_bytes += len(data)
-        out.append(SendDatagram(data, self.endpoint))
+        out.append(SendDatagram(data, self.endpoint, self))
+
+    def _clear_endpoint_source(self, out: list[Action]) -> None:
+        if self.endpoint is not None:
+            out.append(ClearEndpointSource(self.endpoint))
 
     def _authenticated_received(self, length: int, now: float) -> None:
         self.rx_bytes += length
@@ -427,7 +493,7 @@ class Peer:
             out.append(Drop(DropReason.NO_ENDPOINT, len(datagrams)))
         else:
             self.tx_bytes += sum(map(len, datagrams))
-            out.append(SendBatch(datagrams, self.endpoint))
+            out.append(SendBatch(datagrams, self.endpoint, self))
             if any(packets):
                 self.timers.data_sent(now)
         self._keep_key_fresh_on_send(now, out)
@@ -436,8 +502,8 @@ class Peer:
         counter = keypair.next_counter()
         n = len(packet)
         pad = -n % MESSAGE_PADDING_MULTIPLE
-        if pad and (n + pad > mtu or n > mtu):
-            pad = padding_for(n, mtu)  # the rare cases near or over the MTU
+        if n + pad > mtu:
+            pad = padding_for(n, mtu)  # the rare cases near or over the MTU, even n % 16 == 0
         plain = packet + _PAD[:pad] if pad else packet
         return (TRANSPORT_HEADER.pack(MESSAGE_TRANSPORT, keypair.remote_index, counter)
                 + keypair.send.encrypt(_NONCE.pack(counter), plain, None))
