@@ -1,7 +1,7 @@
 """The UAPI under big configurations: wgpy beside wireguard-go in the same run. Run on
 demand, as root (and under `flock /tmp/wgpy-bench.lock` on a shared machine):
 
-    python compat/bench_uapi.py [--rounds 3] [--ping-count 300] [--no-ping]
+    python compat/bench_uapi.py [--rounds 3] [--ping-count 300] [--no-ping | --no-config]
 
 One namespace (made here, removed on exit, also on Ctrl-C or SIGTERM) holds both daemons
 (LOG_LEVEL=error, so that neither pays for logging 130k lines). Two configurations, timed
@@ -210,6 +210,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--ping-count", type=int, default=300)
     parser.add_argument("--no-ping", action="store_true")
+    parser.add_argument("--no-config", action="store_true", help="only the ping check")
     args = parser.parse_args()
 
     def terminate(signum: int, frame: object) -> None:
@@ -221,6 +222,9 @@ def main() -> int:
     many: dict[str, dict[str, list[float]]] = {
         impl: {op: [] for op in (*PEERS_OPS, "rss")} for impl in IMPLS}
     with Lab() as lab:
+        if args.no_config:
+            ping_check(lab, args.rounds, args.ping_count)
+            return 0
         ns = lab.namespace("bu")
         daemons = {impl: lab.daemon(ns, impl, env={"LOG_LEVEL": "error"}) for impl in IMPLS}
         fresh = {impl: status(d, "VmRSS") for impl, d in daemons.items()}

@@ -17,12 +17,14 @@ from uapi.prefix import (
     format_ipv6,
     format_prefix,
     format_prefix_lines,
+    is_dotted_quad,
     parse_allowed_ip_run,
     parse_prefix_bytes,
     prefix_of,
 )
+from uapi.operations import PeerEndpoint
 from uapi.protocol import SetRequestError, parse_set_line
-from uapi.values import format_network, parse_prefix
+from uapi.values import _IPV4, format_addr, format_network, parse_addr_port, parse_prefix
 
 
 def exact(text: bytes) -> Prefix | None:
@@ -159,3 +161,20 @@ def test_a_run_of_canonical_lines_is_taken_whole() -> None:
     assert prefixes == [prefix_of(n) for n in nets]
     assert consumed == sum(len(line) + 1 for line in lines)
     assert run_lines([b"endpoint=1.2.3.4:5", lines[0]]) == ([], 0)
+
+
+@pytest.mark.parametrize("text", [
+    "1.2.3.4:5", "255.255.255.255:65535", "0.0.0.0:0", "1.2.3.4:00051820", "01.2.3.4:5",
+    "1.2.3.4:65536", "1.2.3.4:+5", "1.2.3.4:", ":5", "1.2.3.4", "[1.2.3.4]:5", "1.2.3:5",
+    "1.2.3.4.5:6", "1.2.3.4:5:6", "1.2.3.4 :5", "1.2.3.256:5", "[::1]:5", "::1:5",
+])
+def test_dotted_endpoints_parse_as_the_exact_parser_decides(text: str) -> None:
+    op = parse_set_line(b"endpoint=" + text.encode(), True)
+    try:
+        addr, port, zone = parse_addr_port(text)
+    except ValueError:
+        assert isinstance(op, SetRequestError) and op.errno == -22
+    else:
+        assert op == PeerEndpoint(format_addr(addr), port, zone or None)
+    assert is_dotted_quad(text.rpartition(":")[0].encode()) == (
+        _IPV4.fullmatch(text.rpartition(":")[0]) is not None)

@@ -23,6 +23,7 @@ addresses.
 
 from __future__ import annotations
 
+import re
 import struct
 from collections.abc import Iterable
 from ipaddress import IPv4Network, IPv6Network
@@ -35,6 +36,7 @@ __all__ = [
     "format_ipv6",
     "format_prefix",
     "format_prefix_lines",
+    "is_dotted_quad",
     "parse_allowed_ip_run",
     "parse_prefix_bytes",
     "prefix_of",
@@ -121,6 +123,11 @@ def _ipv6_plain(addr: bytes) -> int | None:
     decide (it accepts or rejects; this never accepts what Go rejects)."""
     if addr.translate(None, _HEX_AND_COLON):
         return None  # other characters: '.', '%', garbage
+    return _ipv6_hex(addr)
+
+
+def _ipv6_hex(addr: bytes) -> int | None:
+    """`_ipv6_plain` for text known to hold only hex digits and colons."""
     head, sep, tail = addr.partition(b"::")
     try:
         if not sep:
@@ -134,6 +141,9 @@ def _ipv6_plain(addr: bytes) -> int | None:
                     return None
                 value = (value << 16) | n
             return value
+        if len(head) <= 4 and len(tail) <= 4 and b":" not in head and b":" not in tail:
+            # "x::y", "x::", "::y", "::": the common short forms, at most one field a side
+            return (int(head, 16) << 112 if head else 0) | (int(tail, 16) if tail else 0)
         if b"::" in tail:
             return None
         left = head.split(b":") if head else []
@@ -157,6 +167,16 @@ def _ipv6_plain(addr: bytes) -> int | None:
         return value
     except ValueError:  # an empty field (":::", a leading or trailing single ':')
         return None
+
+
+def is_dotted_quad(text: bytes) -> bool:
+    """Whether `text` is an IPv4 address exactly as Go's parser takes it (four canonical
+    decimal octets), checked by lookups alone."""
+    parts = text.split(b".")
+    if len(parts) != 4:
+        return False
+    o = _OCTET
+    return parts[0] in o and parts[1] in o and parts[2] in o and parts[3] in o
 
 
 def parse_prefix_bytes(text: bytes) -> Prefix:
@@ -183,8 +203,13 @@ def parse_prefix_bytes(text: bytes) -> Prefix:
     return prefix_of(parse_prefix(text.decode("latin-1")))
 
 
-_KEY: Final = b"allowed_ip="
-_NEXT_KEY: Final = b"\n" + _KEY
+# A run of lines that look like "allowed_ip=ADDRESS/LENGTH" (checked exactly below), and
+# one such line in its parts: the short IPv6 forms "x::y", "x::", "::y", "::" as their two
+# fields (at most four hex digits each, so below 2^16), anything else as a whole. One
+# C-level match finds where the run ends, one findall splits it.
+_RUN: Final = re.compile(rb"(?:allowed_ip=[0-9a-fA-F:.]{2,39}/[0-9]{1,3}\n)+")
+_LINE: Final = re.compile(
+    rb"allowed_ip=(?:([0-9a-fA-F]{0,4})::([0-9a-fA-F]{0,4})|([0-9a-fA-F:.]+))/([0-9]+)\n")
 
 
 def parse_allowed_ip_run(lines: bytes) -> tuple[list[Prefix], int]:
@@ -195,19 +220,20 @@ def parse_allowed_ip_run(lines: bytes) -> tuple[list[Prefix], int]:
     key, a removal (``-``), ends in ``\\r``, or needs the exact parser (odd forms, errors).
     """
     prefixes: list[Prefix] = []
-    if not lines.startswith(_KEY):
+    run = _RUN.match(lines)
+    if run is None:
         return prefixes, 0
     add = prefixes.append
     o, len4, len6, mask4, mask6 = _OCTET, _LEN4, _LEN6, MASK4, MASK6
-    consumed = 0
-    # Splitting at "\nallowed_ip=" leaves the values; the element where another key
-    # begins (or the final "\n") still holds a "\n": the run ends there.
-    for value in lines[len(_KEY) :].split(_NEXT_KEY):
-        nl = value.find(b"\n")
-        last = nl >= 0
-        if last:
-            value = value[:nl]
-        addr, _, length = value.partition(b"/")
+    items = _LINE.findall(lines, 0, run.end())
+    for head, tail, addr, length in items:
+        if not addr:  # "head::tail"
+            n = len6.get(length)
+            if n is None:
+                break
+            v = (int(head, 16) << 112 if head else 0) | (int(tail, 16) if tail else 0)
+            add(_new(Prefix, (128, v & mask6[n], n)))
+            continue
         parts = addr.split(b".")
         if len(parts) == 4:
             try:
@@ -219,14 +245,16 @@ def parse_allowed_ip_run(lines: bytes) -> tuple[list[Prefix], int]:
             add(_new(Prefix, (32, v & mask4[n], n)))
         else:
             n6 = len6.get(length)
-            v6 = _ipv6_plain(addr) if n6 is not None and len(parts) == 1 else None
+            v6 = _ipv6_hex(addr) if n6 is not None and len(parts) == 1 else None
             if v6 is None:
                 break
             add(_new(Prefix, (128, v6 & mask6[n6], n6)))
-        consumed += len(value) + len(_NEXT_KEY)
-        if last:
-            break
-    return prefixes, consumed
+    else:
+        return prefixes, run.end()
+    # Stopped early: each line taken is "allowed_ip=" + its parts + "/" + "\n", and "::".
+    taken = items[: len(prefixes)]
+    return prefixes, sum(len(h) + len(t) + len(a) + len(n) + (13 if a else 15)
+                         for h, t, a, n in taken)
 
 
 # ---------------------------------------------------------------------------------
@@ -241,8 +269,24 @@ def _dotted(v: int) -> str:
     return f"{v >> 24}.{(v >> 16) & 255}.{(v >> 8) & 255}.{v & 255}"
 
 
+_MIDDLE: Final = ((1 << 96) - 1) << 16  # fields 1 to 6 (of 0 to 7)
+_MIDDLE5: Final = ((1 << 80) - 1) << 32  # fields 1 to 5
+
+
 def format_ipv6(value: int) -> str:
     """``netip.Addr.String`` of a 128-bit address (no zone)."""
+    # Two shapes that need no search: fields 1-6 all zero (x::y, with x or y possibly
+    # zero too), and fields 1-5 zero with field 6 not (x::y:z, ::y:z): the longest run is
+    # there, and it reaches field 0 when that is zero.
+    if not value & _MIDDLE:
+        head, tail = value >> 112, value & 0xFFFF
+        return f"{head:x}::{tail:x}" if head and tail else (
+            f"{head:x}::" if head else f"::{tail:x}" if tail else "::")
+    if not value & _MIDDLE5:
+        head = value >> 112
+        if head:
+            return f"{head:x}::{(value >> 16) & 0xFFFF:x}:{value & 0xFFFF:x}"
+        return f"::{(value >> 16) & 0xFFFF:x}:{value & 0xFFFF:x}"
     if value >> 32 == 0xFFFF:
         return "::ffff:" + _dotted(value & 0xFFFFFFFF)
     fields = _UNPACK8H(value.to_bytes(16, "big"))

@@ -77,7 +77,7 @@ from uapi.operations import (
     SetOperation,
     SetPrivateKey,
 )
-from uapi.prefix import parse_allowed_ip_run
+from uapi.prefix import is_dotted_quad, parse_allowed_ip_run
 from uapi.responses import DeviceInfo, PeerInfo, format_errno, format_get
 from uapi.values import (
     clamp_private_key,
@@ -231,6 +231,11 @@ def _preshared_key(value: bytes) -> SetOperation:
 
 
 def _endpoint(value: bytes) -> SetOperation:
+    host, _, port_text = value.rpartition(b":")
+    if is_dotted_quad(host):  # the common case, without building address objects
+        port = parse_uint(port_text, 16)
+        if port is not None:
+            return PeerEndpoint(host.decode("ascii"), port, None)
     try:
         addr, port, zone = parse_addr_port(value.decode("utf-8", "surrogateescape"))
     except ValueError as e:

@@ -354,6 +354,10 @@ def format_endpoint(host: str, port: int, *, keep_zone: bool = False) -> str:
     ``keep_zone=True`` for the ``[fe80::1%eth0]:51820`` form of newer wireguard-go.
     A host that does not parse as an address is printed as given.
     """
+    if ":" not in host and "%" not in host:
+        # No IPv6: a dotted quad that parses prints as given (Go's parser takes only the
+        # canonical form), and one that does not is printed as given too.
+        return f"{host}:{port}"
     text, _, zone = host.partition("%")
     try:
         addr, _ = parse_addr(text)

@@ -112,7 +112,8 @@ class AllowedIPs(Generic[T]):
         index = entry[1]
         v4, v6 = self._v4, self._v6
         tables4, tables6 = v4.tables, v6.tables
-        added = 0
+        before = len(index)
+        moved = 0
         for prefix in prefixes:
             bits, masked, prefix_len = prefix
             if bits == 32:
@@ -123,19 +124,16 @@ class AllowedIPs(Generic[T]):
                 table = tables6.get(prefix_len)
                 if table is None:
                     table = v6.table_for_insert(prefix_len)
-            old = table.get(masked)
-            if old is peer:
-                continue
-            if old is None:
-                added += 1
-            else:  # the prefix moves from its previous owner
+            old = table.setdefault(masked, peer)
+            if old is not peer:  # the prefix moves from its previous owner
+                table[masked] = peer
                 old_index = by_peer[id(old)][1]
                 del old_index[prefix]
                 if not old_index:
                     del by_peer[id(old)]
-            table[masked] = peer
-            index[prefix] = None
-        self._count += added
+                moved += 1
+            index[prefix] = None  # keeps its place if the peer had it already
+        self._count += len(index) - before - moved
         if not index:
             del by_peer[id(peer)]
 
@@ -160,8 +158,16 @@ class AllowedIPs(Generic[T]):
         entry = self._by_peer.pop(id(peer), None)
         if entry is None:
             return
+        v4, v6 = self._v4, self._v6
+        tables4, tables6 = v4.tables, v6.tables
         for bits, masked, prefix_len in entry[1]:
-            (self._v4 if bits == 32 else self._v6).discard(prefix_len, masked)
+            del (tables4 if bits == 32 else tables6)[prefix_len][masked]
+        for family in (v4, v6):  # drop the tables left empty, then re-derive the probes
+            empty = [n for n, table in family.tables.items() if not table]
+            for n in empty:
+                del family.tables[n]
+            if empty:
+                family._rebuild_probes()
         self._count -= len(entry[1])
 
     def lookup(self, addr: bytes | bytearray | memoryview) -> T | None:

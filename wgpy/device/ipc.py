@@ -23,6 +23,7 @@ import errno
 import os
 import socket
 import stat
+import sys
 import threading
 from typing import TYPE_CHECKING
 
@@ -49,6 +50,35 @@ WATCH_INTERVAL = 0.5
 RECV_SIZE = 1 << 16
 SEND_SIZE = 1 << 18  # a get reply goes out in writes of about this size
 PEERS_PER_HOLD = 64  # peers a get copies per hold of the device lock
+
+
+# While a UAPI thread works, the GIL changes hands at least this often: a data-path thread
+# that wakes for a packet waits at most about this long behind a big get or set (the
+# interpreter's default, 5 ms, added up to 10 ms to a ping through the tunnel per round
+# trip). Only while UAPI work runs, so that the data path's own threads keep the default.
+UAPI_SWITCH_INTERVAL = 0.0005
+_switch_lock = threading.Lock()
+_switch_users = 0
+_switch_saved = 0.0
+
+
+class _ShortSwitchInterval:
+    """A context in which `sys.getswitchinterval()` is at most UAPI_SWITCH_INTERVAL."""
+
+    def __enter__(self) -> None:
+        global _switch_users, _switch_saved
+        with _switch_lock:
+            if _switch_users == 0:
+                _switch_saved = sys.getswitchinterval()
+                sys.setswitchinterval(min(_switch_saved, UAPI_SWITCH_INTERVAL))
+            _switch_users += 1
+
+    def __exit__(self, *exc: object) -> None:
+        global _switch_users
+        with _switch_lock:
+            _switch_users -= 1
+            if _switch_users == 0:
+                sys.setswitchinterval(_switch_saved)
 
 
 class SocketInUse(Exception):
@@ -156,51 +186,59 @@ class UapiServer:
 
     def _converse(self, conn: socket.socket) -> None:
         parser = ServerConnection()
-        device = self.device
         txn: SetTransaction | None = None
         while True:
             data = conn.recv(RECV_SIZE)
-            parser.receive_data(data)
-            replied = False
-            while True:
-                event = parser.next_event()
-                if event is NEED_DATA or isinstance(event, CloseConnection):
-                    break
-                if isinstance(event, GetRequest):
-                    self._answer_get(conn)
-                    replied = True
-                elif isinstance(event, SetRequestStart):
-                    txn = SetTransaction(device)
-                elif isinstance(event, SetRequestEnd):
-                    if txn is not None:
-                        with device.lock:
-                            txn.finish(clock.now())
-                        device.execute(txn.actions)
-                    txn = None
-                    conn.sendall(format_errno(0))
-                    replied = True
-                elif isinstance(event, RequestError):
-                    device.log.verbose("UAPI: %s", event.message)
-                    if txn is not None:
-                        device.execute(txn.actions)
-                    txn = None
-                    conn.sendall(format_errno(event.errno))
-                    replied = True
-                elif txn is not None:
-                    try:
-                        with device.lock:
-                            txn.apply(event, clock.now())  # type: ignore[arg-type]
-                    except UapiError as exc:
-                        device.log.verbose("UAPI: %s", exc)
-                        parser.abort_set()  # the parser skips the rest of this set
-                        device.execute(txn.actions)
-                        txn = None
-                        conn.sendall(format_errno(exc.errno))
-                        replied = True
-            if replied:
-                parser.end_skip()  # what comes after our reply is a new request
+            with _ShortSwitchInterval():
+                txn = self._handle(conn, parser, data, txn)
             if parser.closed or not data:
                 return
+
+    def _handle(self, conn: socket.socket, parser: ServerConnection, data: bytes,
+                txn: SetTransaction | None) -> SetTransaction | None:
+        """Every request that `data` completes, answered one at a time, in order; returns
+        the set still open, if any."""
+        device = self.device
+        parser.receive_data(data)
+        replied = False
+        while True:
+            event = parser.next_event()
+            if event is NEED_DATA or isinstance(event, CloseConnection):
+                break
+            if isinstance(event, GetRequest):
+                self._answer_get(conn)
+                replied = True
+            elif isinstance(event, SetRequestStart):
+                txn = SetTransaction(device)
+            elif isinstance(event, SetRequestEnd):
+                if txn is not None:
+                    with device.lock:
+                        txn.finish(clock.now())
+                    device.execute(txn.actions)
+                txn = None
+                conn.sendall(format_errno(0))
+                replied = True
+            elif isinstance(event, RequestError):
+                device.log.verbose("UAPI: %s", event.message)
+                if txn is not None:
+                    device.execute(txn.actions)
+                txn = None
+                conn.sendall(format_errno(event.errno))
+                replied = True
+            elif txn is not None:
+                try:
+                    with device.lock:
+                        txn.apply(event, clock.now())  # type: ignore[arg-type]
+                except UapiError as exc:
+                    device.log.verbose("UAPI: %s", exc)
+                    parser.abort_set()  # the parser skips the rest of this set
+                    device.execute(txn.actions)
+                    txn = None
+                    conn.sendall(format_errno(exc.errno))
+                    replied = True
+        if replied:
+            parser.end_skip()  # what comes after our reply is a new request
+        return txn
 
     def _answer_get(self, conn: socket.socket) -> None:
         """The reply to one `get`: the device lock is held only to copy a few peers at a
