@@ -253,8 +253,10 @@ def test_entries_for_peer_order() -> None:
     order = ["192.168.0.0/16", "::/0", "10.0.0.1/32", "fd00::/8", "0.0.0.0/0", "10.0.0.0/8"]
     for text in order:
         t.insert(net(text), A)
-    t.insert(net("10.0.0.1/32"), A)  # a re-insert keeps its place
+    t.insert(net("10.0.0.1/32"), A)  # a re-insert moves it to the end (list_move_tail)
     t.insert(net("192.168.5.5/16"), A)
+    order = [x for x in order if x not in ("10.0.0.1/32", "192.168.0.0/16")] + [
+        "10.0.0.1/32", "192.168.0.0/16"]
     assert nets(t, A) == order
     assert len(t) == len(order)
     # Removing and re-adding moves it to the end.
@@ -313,9 +315,7 @@ class Reference:
     def insert(self, network: Network, peer: Peer) -> None:
         i = self._index(network)
         if i is not None:
-            if self.entries[i][1] is peer:
-                return  # a re-insert by the owner keeps its place
-            del self.entries[i]
+            del self.entries[i]  # the kernel's list_move_tail, whoever owned it
         self.entries.append((network, peer))
 
     def remove(self, network: Network, peer: Peer) -> bool:

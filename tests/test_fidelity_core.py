@@ -139,3 +139,26 @@ def test_initiation_made_while_timers_are_off_is_retried_at_link_up() -> None:
     q = Pair()
     q.pa.initiate(0.0)
     assert initiations(q.pa.link_up(1.0)) == 0
+
+
+def test_prefix_added_again_moves_to_the_end_of_its_peers_list() -> None:
+    # kernel allowedips.c `add`: an existing node gets the peer and list_move_tail, also
+    # when that peer already owned it; wireguard-go removes and re-adds. `get` shows it.
+    import ipaddress
+
+    from wgpy.allowedips import AllowedIPs
+    from uapi.prefix import prefix_of
+
+    owner, other = object(), object()
+    t: AllowedIPs[object] = AllowedIPs()
+    texts = ["10.0.0.0/8", "fd00::/8", "10.1.0.0/16", "0.0.0.0/0"]
+    for text in texts:
+        t.insert(ipaddress.ip_network(text), owner)
+    t.insert(ipaddress.ip_network("10.0.0.0/8"), owner)
+    assert [str(n) for n in t.entries_for_peer(owner)] == texts[1:] + texts[:1]
+    t.insert_many([prefix_of(ipaddress.ip_network("fd00::/8"))], owner)  # the bulk form
+    assert [str(n) for n in t.entries_for_peer(owner)] == [texts[2], texts[3], texts[0],
+                                                          texts[1]]
+    t.insert(ipaddress.ip_network("10.1.0.0/16"), other)
+    t.insert(ipaddress.ip_network("10.1.0.0/16"), owner)  # taken back: at the end too
+    assert str(t.entries_for_peer(owner)[-1]) == "10.1.0.0/16" and len(t) == 4

@@ -97,7 +97,8 @@ class AllowedIPs(Generic[T]):
         """Give `network` to `peer`, taking it from its previous owner if any.
 
         Host bits are ignored (``10.0.0.1/24`` is stored as ``10.0.0.0/24``). Re-inserting a
-        prefix the peer already owns keeps its place in ``entries_for_peer``.
+        prefix the peer already owns moves it to the end of ``entries_for_peer`` (kernel
+        allowedips.c `add`: ``list_move_tail``; wireguard-go removes and re-adds it).
         """
         self.insert_many((prefix_of(network),), peer)
 
@@ -132,7 +133,8 @@ class AllowedIPs(Generic[T]):
                 if not old_index:
                     del by_peer[id(old)]
                 moved += 1
-            index[prefix] = None  # keeps its place if the peer had it already
+            index.pop(prefix, None)  # one the peer had goes to the end (list_move_tail)
+            index[prefix] = None
         self._count += len(index) - before - moved
         if not index:
             del by_peer[id(peer)]
