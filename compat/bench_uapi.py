@@ -28,6 +28,7 @@ RTT of each and what the loop added. Every figure is printed; nothing is asserte
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import signal
 import statistics
@@ -51,10 +52,24 @@ PING_PEERS, PING_PER_PEER = 1000, 130
 TIMEOUT = 300.0
 
 
+CPU: dict[str, list[float]] = {}  # "impl op" -> CPU seconds the daemon spent on it
+
+
+def cpu_seconds(d: Daemon) -> float:
+    """User + system CPU time of the daemon's process so far (all its threads)."""
+    assert d.proc is not None
+    fields = Path(f"/proc/{d.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def timed(d: Daemon, *args: str) -> tuple[float, str]:
+    cpu = cpu_seconds(d)
     start = time.perf_counter()
     out = d.ns.run("wg", *args, timeout=TIMEOUT).stdout
-    return time.perf_counter() - start, out
+    wall = time.perf_counter() - start
+    CPU.setdefault(f"{d.impl} {' '.join(a for a in args if a != d.ifname)}", []).append(
+        cpu_seconds(d) - cpu)
+    return wall, out
 
 
 def status(d: Daemon, key: str) -> int:
@@ -266,6 +281,12 @@ def main() -> int:
               f"{fresh['wireguard-go'] / 1024:>14.1f}")
         hwm = {impl: status(d, "VmHWM") / 1024 for impl, d in daemons.items()}
         print(f"{'VmHWM at the end':<20}{hwm['wgpy']:>10.1f}{hwm['wireguard-go']:>14.1f}")
+        print("\nCPU seconds of the daemon per command (all its threads), median")
+        for key in sorted({k.split(" ", 1)[1] for k in CPU}, key=lambda k: k.split()[-1]):
+            mine = statistics.median(CPU.get(f"wgpy {key}", [0.0]))
+            theirs = statistics.median(CPU.get(f"wireguard-go {key}", [0.0]))
+            name = key.replace(str(lab.tmp) + "/", "")
+            print(f"  {name:<36}{mine:>8.3f}{theirs:>10.3f}")
         if not args.no_ping:
             ping_check(lab, args.rounds, args.ping_count)
     return 0

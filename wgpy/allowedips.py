@@ -125,15 +125,18 @@ class AllowedIPs(Generic[T]):
                 table = tables6.get(prefix_len)
                 if table is None:
                     table = v6.table_for_insert(prefix_len)
-            old = table.setdefault(masked, peer)
-            if old is not peer:  # the prefix moves from its previous owner
+            old = table.get(masked)
+            if old is None:
+                table[masked] = peer
+            elif old is peer:  # the peer's already: it goes to the end (list_move_tail)
+                del index[prefix]
+            else:  # the prefix moves from its previous owner
                 table[masked] = peer
                 old_index = by_peer[id(old)][1]
                 del old_index[prefix]
                 if not old_index:
                     del by_peer[id(old)]
                 moved += 1
-            index.pop(prefix, None)  # one the peer had goes to the end (list_move_tail)
             index[prefix] = None
         self._count += len(index) - before - moved
         if not index:
