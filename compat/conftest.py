@@ -283,3 +283,7 @@ def wggo(tmp_path: Path) -> Iterator[WgGoNamespace]:
                     child.stdout.close()
         cleanup.callback(stop_children)
         yield wire
+
+
+# Kernel WireGuard as a peer in a QEMU VM (compat/kernel.py): fixtures kernel_vm, kernel_pair.
+from compat.kernel import kernel_pair, kernel_vm  # noqa: E402,F401
