@@ -32,6 +32,7 @@ from uapi.operations import (
     SetOperation,
     SetPrivateKey,
 )
+from uapi.prefix import prefix_network
 from uapi.protocol import (
     CloseConnection,
     GetRequest,
@@ -103,7 +104,7 @@ class FakeDevice:
                 else:
                     peer.allowed_ips.append(network)
             case PeerAllowedIPs(prefixes):
-                peer.allowed_ips += [p.network for p in prefixes]
+                peer.allowed_ips += [prefix_network(p) for p in prefixes]
         return 0
 
     def info(self) -> DeviceInfo:

@@ -31,6 +31,7 @@ from uapi.operations import (
     SetListenPort,
     SetPrivateKey,
 )
+from uapi.prefix import prefix_network
 from uapi.protocol import (
     MAX_LINE,
     NEED_DATA,
@@ -56,7 +57,7 @@ def flat(events: Iterable[object]) -> list[object]:
     for event in events:
         if isinstance(event, PeerAllowedIPs):
             assert len(event.prefixes) >= 2
-            out += [PeerAllowedIP(p.network) for p in event.prefixes]
+            out += [PeerAllowedIP(prefix_network(p)) for p in event.prefixes]
         else:
             out.append(event)
     return out

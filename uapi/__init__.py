@@ -5,6 +5,8 @@ Modules:
 - `uapi.errors`     -- `UapiError` and the negative errno values wireguard-go sends.
 - `uapi.values`     -- value syntax (keys, numbers, addresses, prefixes, endpoints)
                        parsed and printed exactly as wireguard-go does.
+- `uapi.prefix`     -- prefixes packed in one int, parsed and printed fast (the
+                       allowed-IPs table keeps them as they are).
 - `uapi.operations` -- typed ``set`` operations and the lines that request them.
 - `uapi.protocol`   -- the streaming server-side parser (`ServerConnection`) and
                        its events; re-exports the reply writers.

@@ -3,10 +3,16 @@
 Theory of operation: a big configuration carries one ``allowed_ip=`` line per prefix
 (the kernel selftest's has 130,560), so what one line costs decides how long ``wg setconf``
 and ``wg show`` take. Building an `ipaddress` network per line costs several
-microseconds; a `Prefix` is a plain tuple ``(bits, value, length)``: the address width
-(32 or 128), the address as an int with the host bits cleared (wireguard-go masks a
-prefix when it stores it), and the prefix length. The same tuple is the key of the
-allowed-IPs table (`wgpy.allowedips`), so a parsed line goes into the table as it is.
+microseconds. A `Prefix` here is one int that packs the three things a prefix is::
+
+    address << 9 | length << 1 | family        (family: 0 for IPv4, 1 for IPv6)
+
+with the host bits of the address cleared (wireguard-go masks a prefix when it stores
+it). An int is immutable, hashable, cheaper to make than any object with fields, and not
+tracked by the garbage collector, and the same int is the key of the allowed-IPs table's
+per-peer index (`wgpy.allowedips`): a parsed line goes into the table as it is, and
+``get`` prints straight from it. `make_prefix`, `prefix_parts` and `prefix_network`
+convert; `prefix_of` takes an `ipaddress` network.
 
 Parsing (`parse_prefix_bytes`) has fast paths for the forms `wg` sends: a dotted quad with
 canonical octets and a canonical length, and IPv6 made only of hex fields and colons.
@@ -27,76 +33,64 @@ import re
 import struct
 from collections.abc import Iterable
 from ipaddress import IPv4Network, IPv6Network
-from typing import Final
+from typing import Final, TypeAlias
 
 from uapi.values import IPNetwork, parse_prefix
 
 __all__ = [
+    "MASK4",
+    "MASK6",
     "Prefix",
     "format_ipv6",
     "format_prefix",
     "format_prefix_lines",
     "is_dotted_quad",
     "parse_allowed_ip_run",
+    "make_prefix",
     "parse_prefix_bytes",
+    "prefix_network",
     "prefix_of",
+    "prefix_parts",
 ]
 
-_new = tuple.__new__
 MASK4: Final = [((1 << n) - 1) << (32 - n) for n in range(33)]
 MASK6: Final = [((1 << n) - 1) << (128 - n) for n in range(129)]
 
+#: ``address << 9 | length << 1 | family`` (see the module docstring).
+Prefix: TypeAlias = int
 
-class Prefix(tuple[int, int, int]):
-    """``(bits, value, length)``: 32 or 128, the masked address as an int, the length.
 
-    `Prefix(bits, value, length)` checks its arguments and clears the host bits.
-    """
+def make_prefix(bits: int, value: int, length: int) -> Prefix:
+    """The prefix of `length` bits of `value`, an address of `bits` (32 or 128) bits; the
+    host bits are cleared. ValueError for a width, length or address out of range."""
+    if bits == 32:
+        masks = MASK4
+    elif bits == 128:
+        masks = MASK6
+    else:
+        raise ValueError(f"address width must be 32 or 128, not {bits}")
+    if not 0 <= length <= bits:
+        raise ValueError(f"prefix length {length} out of range for {bits} bits")
+    if not 0 <= value < 1 << bits:
+        raise ValueError(f"address {value} out of range for {bits} bits")
+    return (value & masks[length]) << 9 | length << 1 | (bits == 128)
 
-    __slots__ = ()
 
-    def __new__(cls, bits: int, value: int, length: int) -> Prefix:
-        if bits == 32:
-            masks = MASK4
-        elif bits == 128:
-            masks = MASK6
-        else:
-            raise ValueError(f"address width must be 32 or 128, not {bits}")
-        if not 0 <= length <= bits:
-            raise ValueError(f"prefix length {length} out of range for {bits} bits")
-        if not 0 <= value < 1 << bits:
-            raise ValueError(f"address {value} out of range for {bits} bits")
-        return _new(cls, (bits, value & masks[length], length))
+def prefix_parts(prefix: Prefix) -> tuple[int, int, int]:
+    """``(bits, address, length)`` of a prefix: 32 or 128, the masked address, the length."""
+    return (128 if prefix & 1 else 32), prefix >> 9, (prefix >> 1) & 0xFF
 
-    @property
-    def bits(self) -> int:
-        return self[0]
 
-    @property
-    def value(self) -> int:
-        return self[1]
-
-    @property
-    def length(self) -> int:
-        return self[2]
-
-    @property
-    def network(self) -> IPNetwork:
-        """The same prefix as an `ipaddress` network."""
-        if self[0] == 32:
-            return IPv4Network((self[1], self[2]))
-        return IPv6Network((self[1], self[2]))
-
-    def __str__(self) -> str:
-        return format_prefix(self)
-
-    def __repr__(self) -> str:
-        return f"Prefix({format_prefix(self)!r})"
+def prefix_network(prefix: Prefix) -> IPNetwork:
+    """The same prefix as an `ipaddress` network."""
+    if prefix & 1:
+        return IPv6Network((prefix >> 9, (prefix >> 1) & 0xFF))
+    return IPv4Network((prefix >> 9, (prefix >> 1) & 0xFF))
 
 
 def prefix_of(network: IPNetwork | Prefix) -> Prefix:
-    """A `Prefix` for an `ipaddress` network (host bits cleared), or `network` itself."""
-    if isinstance(network, Prefix):
+    """The `Prefix` of an `ipaddress` network (host bits cleared); a Prefix as it is."""
+    if isinstance(network, int):
         return network
     if isinstance(network, IPv4Network):
         bits = 32
@@ -104,7 +98,7 @@ def prefix_of(network: IPNetwork | Prefix) -> Prefix:
         bits = 128
     else:
         raise TypeError(f"expected a Prefix or an ipaddress network, got {type(network).__name__}")
-    return Prefix(bits, int(network.network_address), network.prefixlen)
+    return make_prefix(bits, int(network.network_address), network.prefixlen)
 
 
 # ---------------------------------------------------------------------------------
@@ -193,13 +187,13 @@ def parse_prefix_bytes(text: bytes) -> Prefix:
             except KeyError:
                 pass
             else:
-                return _new(Prefix, (32, value & MASK4[n], n))
+                return (value & MASK4[n]) << 9 | n << 1
         elif len(parts) == 1:
             n6 = _LEN6.get(length)
             if n6 is not None:
                 v6 = _ipv6_plain(addr)
                 if v6 is not None:
-                    return _new(Prefix, (128, v6 & MASK6[n6], n6))
+                    return (v6 & MASK6[n6]) << 9 | n6 << 1 | 1
     return prefix_of(parse_prefix(text.decode("latin-1")))
 
 
@@ -232,7 +226,7 @@ def parse_allowed_ip_run(lines: bytes) -> tuple[list[Prefix], int]:
             if n is None:
                 break
             v = (int(head, 16) << 112 if head else 0) | (int(tail, 16) if tail else 0)
-            add(_new(Prefix, (128, v & mask6[n], n)))
+            add((v & mask6[n]) << 9 | n << 1 | 1)
             continue
         parts = addr.split(b".")
         if len(parts) == 4:
@@ -242,13 +236,13 @@ def parse_allowed_ip_run(lines: bytes) -> tuple[list[Prefix], int]:
                 v = (o[a] << 24) | (o[b] << 16) | (o[c] << 8) | o[d]
             except KeyError:
                 break
-            add(_new(Prefix, (32, v & mask4[n], n)))
+            add((v & mask4[n]) << 9 | n << 1)
         else:
             n6 = len6.get(length)
             v6 = _ipv6_hex(addr) if n6 is not None and len(parts) == 1 else None
             if v6 is None:
                 break
-            add(_new(Prefix, (128, v6 & mask6[n6], n6)))
+            add((v6 & mask6[n6]) << 9 | n6 << 1 | 1)
     else:
         return prefixes, run.end()
     # Stopped early: each line taken is "allowed_ip=" + its parts + "/" + "\n", and "::".
@@ -305,23 +299,24 @@ def format_ipv6(value: int) -> str:
     return text
 
 
-def format_prefix(prefix: tuple[int, int, int]) -> str:
+def format_prefix(prefix: Prefix) -> str:
     """``netip.Prefix.String``: ``10.0.0.0/8``, ``fd00::/8``, ``::ffff:0.0.0.0/96``."""
-    bits, v, n = prefix
-    if bits == 32:
-        return f"{v >> 24}.{(v >> 16) & 255}.{(v >> 8) & 255}.{v & 255}/{n}"
-    return f"{format_ipv6(v)}/{n}"
+    v, n = prefix >> 9, (prefix >> 1) & 0xFF
+    if prefix & 1:
+        return f"{format_ipv6(v)}/{n}"
+    return f"{v >> 24}.{(v >> 16) & 255}.{(v >> 8) & 255}.{v & 255}/{n}"
 
 
-def format_prefix_lines(key: bytes, prefixes: Iterable[tuple[int, int, int]]) -> bytes:
+def format_prefix_lines(key: bytes, prefixes: Iterable[Prefix]) -> bytes:
     """``key=PREFIX\\n`` for every prefix, as one byte string (``b""`` for none)."""
     texts = []
     add = texts.append
-    for bits, v, n in prefixes:
-        if bits == 32:
-            add(f"{v >> 24}.{(v >> 16) & 255}.{(v >> 8) & 255}.{v & 255}/{n}")
-        else:
+    for p in prefixes:
+        v, n = p >> 9, (p >> 1) & 0xFF
+        if p & 1:
             add(f"{format_ipv6(v)}/{n}")
+        else:
+            add(f"{v >> 24}.{(v >> 16) & 255}.{(v >> 8) & 255}.{v & 255}/{n}")
     if not texts:
         return b""
     head = key.decode("ascii") + "="

@@ -65,7 +65,7 @@ class PeerInfo:
     tx_bytes: int = 0
     rx_bytes: int = 0
     persistent_keepalive_interval: int = 0
-    #: `ipaddress` networks or `uapi.prefix.Prefix` values (a device hands the latter).
+    #: `ipaddress` networks or `uapi.prefix.Prefix` ints (a device hands the latter).
     allowed_ips: list[IPNetwork | Prefix] = field(default_factory=list)
     protocol_version: int = 1
 
@@ -143,7 +143,7 @@ def format_peer(peer: PeerInfo, *, keep_endpoint_zone: bool = False) -> bytes:
     )
     if not peer.allowed_ips:
         return head
-    prefixes = [p if isinstance(p, Prefix) else prefix_of(p) for p in peer.allowed_ips]
+    prefixes = [p if isinstance(p, int) else prefix_of(p) for p in peer.allowed_ips]
     return head + format_prefix_lines(b"allowed_ip", prefixes)
 
 

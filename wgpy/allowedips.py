@@ -21,9 +21,9 @@ address bytes into an int once and probes the present lengths from longest to sh
 precomputed mask, so it costs at most one dict probe per distinct prefix length (at most 33
 or 129, usually a handful). Results are identical to the kernel's trie. A per-peer index in
 insertion order makes ``prefixes_for_peer`` and ``remove_by_peer`` O(entries of that peer).
-Prefixes are `uapi.prefix.Prefix` tuples ``(bits, masked address, length)``, the values the
-UAPI parser produces, so a ``set`` inserts what it parsed without converting it, and the
-per-peer index holds the very tuples ``get`` prints.
+Prefixes are `uapi.prefix.Prefix` ints (address, length and family packed in one int), the
+values the UAPI parser produces, so a ``set`` inserts what it parsed without converting it,
+and the per-peer index holds the very ints ``get`` prints.
 
 The module is pure: it does no I/O and keeps no clock.
 """
@@ -34,7 +34,7 @@ from collections.abc import Iterable
 from ipaddress import IPv4Network, IPv6Network
 from typing import Generic, TypeAlias, TypeVar
 
-from uapi.prefix import MASK4, MASK6, Prefix, prefix_of
+from uapi.prefix import MASK4, MASK6, Prefix, prefix_network, prefix_of
 
 __all__ = ["AllowedIPs", "Network", "Prefix"]
 
@@ -79,7 +79,7 @@ class AllowedIPs(Generic[T]):
     """Longest-prefix table mapping IPv4 and IPv6 prefixes to peers.
 
     Peers are arbitrary hashable objects other than ``None`` and are compared by identity.
-    Prefixes are `Prefix` values (``uapi.prefix``) or `ipaddress` networks.
+    Prefixes are `Prefix` ints (``uapi.prefix``) or `ipaddress` networks.
     """
 
     __slots__ = ("_v4", "_v6", "_by_peer", "_count")
@@ -116,15 +116,16 @@ class AllowedIPs(Generic[T]):
         before = len(index)
         moved = 0
         for prefix in prefixes:
-            bits, masked, prefix_len = prefix
-            if bits == 32:
-                table = tables4.get(prefix_len)
-                if table is None:
-                    table = v4.table_for_insert(prefix_len)
-            else:
+            prefix_len = (prefix >> 1) & 0xFF
+            if prefix & 1:
                 table = tables6.get(prefix_len)
                 if table is None:
                     table = v6.table_for_insert(prefix_len)
+            else:
+                table = tables4.get(prefix_len)
+                if table is None:
+                    table = v4.table_for_insert(prefix_len)
+            masked = prefix >> 9
             old = table.get(masked)
             if old is None:
                 table[masked] = peer
@@ -145,8 +146,8 @@ class AllowedIPs(Generic[T]):
     def remove(self, network: Network | Prefix, peer: T) -> bool:
         """Remove `network` if `peer` owns it; return whether it was removed."""
         prefix = prefix_of(network)
-        bits, masked, prefix_len = prefix
-        family = self._v4 if bits == 32 else self._v6
+        masked, prefix_len = prefix >> 9, (prefix >> 1) & 0xFF
+        family = self._v6 if prefix & 1 else self._v4
         table = family.tables.get(prefix_len)
         if table is None or table.get(masked) is not peer:
             return False
@@ -165,8 +166,8 @@ class AllowedIPs(Generic[T]):
             return
         v4, v6 = self._v4, self._v6
         tables4, tables6 = v4.tables, v6.tables
-        for bits, masked, prefix_len in entry[1]:
-            del (tables4 if bits == 32 else tables6)[prefix_len][masked]
+        for prefix in entry[1]:
+            del (tables6 if prefix & 1 else tables4)[(prefix >> 1) & 0xFF][prefix >> 9]
         for family in (v4, v6):  # drop the tables left empty, then re-derive the probes
             empty = [n for n, table in family.tables.items() if not table]
             for n in empty:
@@ -203,7 +204,7 @@ class AllowedIPs(Generic[T]):
 
     def entries_for_peer(self, peer: T) -> list[Network]:
         """`prefixes_for_peer` as `ipaddress` networks."""
-        return [p.network for p in self.prefixes_for_peer(peer)]
+        return [prefix_network(p) for p in self.prefixes_for_peer(peer)]
 
     def clear(self) -> None:
         """Remove every prefix."""
