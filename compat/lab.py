@@ -22,6 +22,7 @@ import itertools
 import os
 import shutil
 import signal
+import socket as _socket
 import subprocess
 import sys
 import time
@@ -70,6 +71,22 @@ class Namespace:
               ) -> subprocess.Popen[str]:
         return subprocess.Popen(["ip", "netns", "exec", self.name, *argv], env=env,
                                 text=True, **kw)  # type: ignore[call-overload]
+
+    def sysctl(self, key: str, value: str | int) -> None:
+        """Write /proc/sys/KEY (dots or slashes) inside this namespace."""
+        path = "/proc/sys/" + key.replace(".", "/")
+        self.run("sh", "-c", f"printf '%s' '{value}' > {path}")
+
+    def socket(self, family: int = _socket.AF_INET, type: int = _socket.SOCK_DGRAM,
+               proto: int = 0) -> _socket.socket:
+        """A socket created inside this namespace (it stays there); the caller closes it."""
+        from pyroute2 import netns
+
+        netns.pushns(self.name)
+        try:
+            return _socket.socket(family, type, proto)
+        finally:
+            netns.popns()
 
 
 @dataclass
@@ -179,6 +196,12 @@ class Lab:
         for addr in [address] if isinstance(address, str) else address:
             d.ns.run("ip", "addr", "add", addr, "dev", d.ifname)
         d.ns.run("ip", "link", "set", d.ifname, "up")
+
+    def move(self, d: Daemon, ns: Namespace) -> None:
+        """Move `d`'s TUN into `ns`, as netns.sh does: the daemon and its UDP sockets stay
+        in the namespace it was started in, the interface is configured and used in `ns`."""
+        d.ns.run("ip", "link", "set", d.ifname, "netns", ns.name)
+        d.ns = ns
 
     def peer(self, d: Daemon, other: Daemon, allowed_ips: str, endpoint: str | None = None,
              *extra: str) -> None:
