@@ -115,6 +115,7 @@ class Device:
         self.drops: Counter[DropReason] = Counter()
         self.stopped = threading.Event()  # set when the device must go (TUN gone, close)
         self.stop_reason = ""
+        self.failed = False  # a thread died of an exception: the process exits non-zero (cli)
         self._threads: list[threading.Thread] = []
         self._handshake_q: queue.Queue[tuple[bytes, Endpoint, Local | None] | None] = \
             queue.Queue(MAX_QUEUED_INCOMING_HANDSHAKES)
@@ -144,6 +145,7 @@ class Device:
                 body()
             except Exception as exc:  # a bug must stop the device loudly, not hang it
                 self.log.error("thread %s failed: %r", name, exc)
+                self.failed = True
                 self.stop(f"thread {name} failed")
         thread = threading.Thread(target=run, name=name, daemon=True)
         self._threads.append(thread)
