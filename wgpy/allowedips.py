@@ -30,6 +30,7 @@ The module is pure: it does no I/O and keeps no clock.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from ipaddress import IPv4Network, IPv6Network
 from typing import Generic, TypeAlias, TypeVar
@@ -39,6 +40,8 @@ from uapi.prefix import MASK4, MASK6, Prefix, prefix_network, prefix_of
 __all__ = ["AllowedIPs", "Network", "Prefix"]
 
 T = TypeVar("T")
+
+_KIND = (0x1FF).__and__  # a prefix's length and family: which table holds it
 
 Network: TypeAlias = IPv4Network | IPv6Network
 
@@ -164,15 +167,28 @@ class AllowedIPs(Generic[T]):
         entry = self._by_peer.pop(id(peer), None)
         if entry is None:
             return
-        v4, v6 = self._v4, self._v6
-        tables4, tables6 = v4.tables, v6.tables
-        for prefix in entry[1]:
-            del (tables6 if prefix & 1 else tables4)[(prefix >> 1) & 0xFF][prefix >> 9]
-        for family in (v4, v6):  # drop the tables left empty, then re-derive the probes
+        index = entry[1]
+        # A table whose every entry is this peer's goes as a whole (a big configuration's
+        # peer often owns all of its lengths); only the others lose entries one by one.
+        per_kind = Counter(map(_KIND, index))  # family and length -> entries of the peer
+        partial = False
+        for kind, count in per_kind.items():
+            family = self._v6 if kind & 1 else self._v4
+            if len(family.tables[kind >> 1]) == count:
+                del family.tables[kind >> 1]
+            else:
+                partial = True
+        if partial:
+            tables4, tables6 = self._v4.tables, self._v6.tables
+            for prefix in index:
+                table = (tables6 if prefix & 1 else tables4).get((prefix >> 1) & 0xFF)
+                if table is not None:
+                    del table[prefix >> 9]
+        for family in (self._v4, self._v6):  # drop the tables left empty; new probes
             empty = [n for n, table in family.tables.items() if not table]
             for n in empty:
                 del family.tables[n]
-            if empty:
+            if empty or len(family.probes) != len(family.tables):
                 family._rebuild_probes()
         self._count -= len(entry[1])
 
