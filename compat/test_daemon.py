@@ -54,7 +54,7 @@ def daemon_pids(ns: Namespace, ifname: str, impl: str = "wgpy") -> list[int]:
     out = run("ip", "netns", "pids", ns.name, check=False).stdout.split()
     found = []
     for pid in map(int, out):
-        argv = cmdline(pid)
+        argv = " ".join(cmdline(pid)).split()  # a daemon's title is one string: "wgpy IFNAME"
         if ifname in argv and any(impl in arg for arg in argv):
             found.append(pid)
     return found
@@ -278,15 +278,18 @@ def test_second_daemon_on_name_in_use_fails() -> None:
 
         # Same namespace: the TUN is taken.
         again = bg.start(ns, ifname)
-        print(f"same namespace: exit {again.returncode}, stderr {again.stderr.strip()!r}")
+        # Log lines go to stdout, as wireguard-go's do.
+        again_out = again.stdout + again.stderr
+        print(f"same namespace: exit {again.returncode}, output {again_out.strip()!r}")
         assert again.returncode == 1
-        assert ifname in again.stderr and "in use" in again.stderr, again.stderr
+        assert ifname in again_out and "in use" in again_out, again_out
         # Another namespace: the TUN name is free there, the UAPI socket is not.
         elsewhere = bg.start(other, ifname)
+        elsewhere_out = elsewhere.stdout + elsewhere.stderr
         print(f"other namespace: exit {elsewhere.returncode}, "
-              f"stderr {elsewhere.stderr.strip()!r}")
+              f"output {elsewhere_out.strip()!r}")
         assert elsewhere.returncode == 1
-        assert "UAPI" in elsewhere.stderr and "in use" in elsewhere.stderr, elsewhere.stderr
+        assert "UAPI" in elsewhere_out and "in use" in elsewhere_out, elsewhere_out
         assert not link_exists(other, ifname), "the failed daemon left its TUN"
         assert daemon_pids(other, ifname) == []
 

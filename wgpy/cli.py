@@ -10,6 +10,13 @@ that it serves them: Python takes half a second to start, and a `wg setconf`, a 
 an `ip link delete` in that window must find a running daemon. The background copy builds the device and runs until
 SIGTERM or SIGINT, the deletion of its TUN, or the deletion of its socket file; it then
 unlinks the socket and exits 0. Setup failures exit 1 with one clear line.
+
+wireguard-go's other habits, kept: log lines on standard output, the first of them (at
+LOG_LEVEL=verbose) `Starting wgpy version X`; an empty WG_TUN_FD, WG_UAPI_FD or LOG_LEVEL
+counts as unset; the interface name is the kernel's (so `wgpy 'wg%d'` serves `wg0` and its
+socket is `wg0.sock`); an adopted TUN gets the default MTU. The daemon's process title is
+`wgpy IFNAME` (its name, as `ps -C`, `pgrep -x` and `top` see it, is `wgpy`). A crash, a
+thread of the device dying of an exception, exits 2, as a Go panic exits wireguard-go.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from wgpy.device.tun import Tun, TunError
 
 USAGE = "Usage: wgpy [-f/--foreground] INTERFACE-NAME\n       wgpy --version\n"
 EXIT_SETUP_FAILED = 1
+EXIT_CRASHED = 2  # a Go panic's exit status, which is what wireguard-go gives on a crash
 ENV_TUN_FD, ENV_UAPI_FD, ENV_FOREGROUND = "WG_TUN_FD", "WG_UAPI_FD", "WG_PROCESS_FOREGROUND"
 ENV_READY_FD = "WGPY_READY_FD"
 READY_TIMEOUT = 10.0
@@ -49,26 +57,84 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(USAGE)
         return 0  # wireguard-go prints the usage and exits 0
     name = args[0]
-    log = Logger(name, level_from_env(os.environ.get("LOG_LEVEL")))
+    level = level_from_env(os.environ.get("LOG_LEVEL"))
+    try:
+        switch = _switch_interval()
+    except ValueError as exc:
+        Logger(name, level).error("%s", exc)
+        return EXIT_SETUP_FAILED
 
     try:
-        tun = Tun.adopt(int(os.environ[ENV_TUN_FD])) if ENV_TUN_FD in os.environ \
-            else Tun.create(name)
+        tun_fd = _fd_from_env(ENV_TUN_FD)
+        tun = Tun.create(name) if tun_fd is None else Tun.adopt(tun_fd)
     except (TunError, ValueError) as exc:
+        log = Logger(name, level)
+        log.verbose("Starting wgpy version %s", __version__)
         log.error("Failed to create TUN device: %s", exc)
         return EXIT_SETUP_FAILED
-    name = tun.name
+    name = tun.name  # the kernel's: `wg%d` became `wg0`
+    log = Logger(name, level)
+    log.verbose("Starting wgpy version %s", __version__)
     try:
-        uapi = socket.socket(fileno=int(os.environ[ENV_UAPI_FD])) if ENV_UAPI_FD in os.environ \
-            else listen(name)
+        uapi_fd = _fd_from_env(ENV_UAPI_FD)
+        uapi = listen(name) if uapi_fd is None else socket.socket(fileno=uapi_fd)
     except (OSError, SocketInUse, ValueError) as exc:
         log.error("UAPI listen error: %s", exc)
         tun.close()
         return EXIT_SETUP_FAILED
 
     if not foreground:
-        return _daemonize(args, tun, uapi, log)
-    return _run(tun, uapi, log)
+        return _daemonize([name], tun, uapi, log)
+    return _run(tun, uapi, log, switch)
+
+
+def _switch_interval() -> float:
+    """WGPY_SWITCH: the interpreter's thread switch interval in seconds (a tuning knob for
+    measurements; 0.005, Python's own default, unless set)."""
+    value = os.environ.get("WGPY_SWITCH", "").strip()
+    if not value:
+        return 0.005
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds <= 1:
+        raise ValueError(f"WGPY_SWITCH={value[:32]!r} is not a number of seconds in (0, 1]")
+    return seconds
+
+
+def _fd_from_env(variable: str) -> int | None:
+    """The file descriptor number in `variable`; None if it is unset or empty (as
+    wireguard-go reads it); ValueError, for a person, if it is not a number."""
+    value = os.environ.get(variable, "").strip()
+    if not value:
+        return None
+    if not value.isdigit():
+        raise ValueError(f"{variable}={value[:32]!r} is not a file descriptor number")
+    return int(value)
+
+
+def _set_process_title(name: str) -> None:
+    """`wgpy IFNAME` in ps and /proc/PID/cmdline, `wgpy` as the process's name (comm), as
+    wireguard-go shows `wireguard-go IFNAME`: the background copy is `python -m wgpy`."""
+    title = f"wgpy {name}"
+    try:
+        import setproctitle
+    except ImportError:  # installed without its dependencies: the name at least
+        _set_comm(b"wgpy")
+        return
+    setproctitle.setproctitle(title)
+    setproctitle.setthreadtitle("wgpy")  # the main thread's comm is the process's name
+
+
+def _set_comm(comm: bytes) -> None:
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(15, ctypes.c_char_p(comm[:15]), 0, 0, 0)  # PR_SET_NAME
+    except (OSError, AttributeError):
+        pass
 
 
 def _daemonize(args: list[str], tun: Tun, uapi: socket.socket, log: Logger) -> int:
@@ -77,7 +143,7 @@ def _daemonize(args: list[str], tun: Tun, uapi: socket.socket, log: Logger) -> i
     ready_r, ready_w = os.pipe()
     env = dict(os.environ, **{ENV_TUN_FD: str(tun.fd), ENV_UAPI_FD: str(uapi.fileno()),
                               ENV_FOREGROUND: "1", ENV_READY_FD: str(ready_w)})
-    quiet = log.level == SILENT or "LOG_LEVEL" not in os.environ
+    quiet = log.level == SILENT or not os.environ.get("LOG_LEVEL")
     stdio = subprocess.DEVNULL if quiet else None
     try:
         child = subprocess.Popen([sys.executable, "-m", "wgpy", *args], env=env,
@@ -104,8 +170,9 @@ def _daemonize(args: list[str], tun: Tun, uapi: socket.socket, log: Logger) -> i
     return 0
 
 
-def _run(tun: Tun, uapi: socket.socket, log: Logger) -> int:
-    sys.setswitchinterval(float(os.environ.get("WGPY_SWITCH", "0.005")))
+def _run(tun: Tun, uapi: socket.socket, log: Logger, switch: float = 0.005) -> int:
+    sys.setswitchinterval(switch)
+    _set_process_title(tun.name)  # before the threads: each new thread inherits the name
     device = Device(tun, log)
     server = UapiServer(device, uapi)
 
@@ -131,7 +198,7 @@ def _run(tun: Tun, uapi: socket.socket, log: Logger) -> int:
     log.verbose("Shutting down: %s", device.stop_reason)
     server.close()
     device.close()
-    return 0
+    return EXIT_CRASHED if device.failed else 0
 
 
 if __name__ == "__main__":

@@ -5,8 +5,11 @@ Every read and write starts with a 10-byte virtio-net header. Reads carry a zero
 super-packets (see `wgpy.tunoffload`), which the receiving stack takes in at once. A TUN
 adopted without IFF_VNET_HDR is used without headers.
 
-`Tun.create(name)` makes the interface (MTU DEFAULT_MTU, as wireguard-go), `Tun.adopt(fd)`
-takes one handed over by a parent process (WG_TUN_FD). The fd is non-blocking; readers
+`Tun.create(name)` makes the interface and `Tun.adopt(fd)` takes one handed over by a parent
+process (WG_TUN_FD); both set the MTU to DEFAULT_MTU, as wireguard-go's `CreateTUN` and
+`CreateTUNFromFile` do, and both read the name back from the kernel, so a pattern such as
+`wg%d` gives the real name (`wg0`). A missing /dev/net/tun is reported with what to do
+about it (a container needs `--device /dev/net/tun`). The fd is non-blocking; readers
 wait with select and drain until EAGAIN, so one wake-up yields a batch. A write to a TUN
 that is down fails with EIO: that is an event for the caller, not a crash.
 """
@@ -33,6 +36,15 @@ IFF_VNET_HDR = 0x4000
 TUNSETOFFLOAD = 0x400454D0
 IFNAMSIZ = 16
 _IFREQ = struct.Struct("16sH")
+TUN_PATH = "/dev/net/tun"
+# What a person can do about a /dev/net/tun that is missing or not allowed.
+TUN_HINT = ("in a container, start it with --device /dev/net/tun (and --cap-add NET_ADMIN); "
+            "on a host, load the tun module (modprobe tun) or create the device node "
+            "(mkdir -p /dev/net && mknod /dev/net/tun c 10 200)")
+
+
+def _name_of(ifr: bytes) -> str:
+    return _IFREQ.unpack(ifr)[0].split(b"\0", 1)[0].decode(errors="replace")
 
 
 class TunError(Exception):
@@ -51,12 +63,14 @@ class Tun:
         if not name or len(name.encode()) >= IFNAMSIZ or "/" in name or name.strip() != name:
             raise TunError(f"invalid interface name {name!r}")
         try:
-            fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC)
+            fd = os.open(TUN_PATH, os.O_RDWR | os.O_CLOEXEC)
         except OSError as exc:
-            raise TunError(f"cannot open /dev/net/tun: {exc.strerror}") from exc
+            hint = f"; {TUN_HINT}" if exc.errno in (errno.ENOENT, errno.ENXIO, errno.ENODEV,
+                                                     errno.EPERM, errno.EACCES) else ""
+            raise TunError(f"cannot open {TUN_PATH}: {exc.strerror}{hint}") from exc
         try:
-            fcntl.ioctl(fd, TUNSETIFF, _IFREQ.pack(name.encode(),
-                                                   IFF_TUN | IFF_NO_PI | IFF_VNET_HDR))
+            ifr = fcntl.ioctl(fd, TUNSETIFF, _IFREQ.pack(name.encode(),
+                                                         IFF_TUN | IFF_NO_PI | IFF_VNET_HDR))
             fcntl.ioctl(fd, TUNSETOFFLOAD, 0)
         except OSError as exc:
             os.close(fd)
@@ -67,24 +81,30 @@ class Tun:
             if exc.errno == errno.EINVAL:
                 raise TunError(f"interface {name} exists and is not a TUN") from exc
             raise TunError(f"cannot create {name}: {exc.strerror}") from exc
-        tun = cls(fd, name, True)
+        # The kernel writes the name it chose back into the request (`wg%d` -> `wg0`).
+        tun = cls(fd, _name_of(ifr), True)
         os.set_blocking(fd, False)
-        try:
-            tun.set_mtu(mtu)
-        except Exception as exc:
-            tun.close()
-            raise TunError(f"cannot set the MTU of {name}: {exc}") from exc
+        tun._init_mtu(mtu)
         return tun
 
     @classmethod
-    def adopt(cls, fd: int) -> Tun:
+    def adopt(cls, fd: int, mtu: int = DEFAULT_MTU) -> Tun:
         try:
             ifr = fcntl.ioctl(fd, TUNGETIFF, bytes(_IFREQ.size))
         except OSError as exc:
             raise TunError(f"fd {fd} is not a TUN: {exc.strerror}") from exc
-        raw_name, flags = _IFREQ.unpack(ifr)
+        flags = _IFREQ.unpack(ifr)[1]
+        tun = cls(fd, _name_of(ifr), bool(flags & IFF_VNET_HDR))
         os.set_blocking(fd, False)
-        return cls(fd, raw_name.rstrip(b"\0").decode(), bool(flags & IFF_VNET_HDR))
+        tun._init_mtu(mtu)
+        return tun
+
+    def _init_mtu(self, mtu: int) -> None:
+        try:
+            self.set_mtu(mtu)
+        except Exception as exc:
+            self.close()
+            raise TunError(f"cannot set the MTU of {self.name}: {exc}") from exc
 
     def fileno(self) -> int:
         return self.fd
