@@ -19,6 +19,7 @@ with a list and one ``b"".join`` keeps 100k+ ``allowed_ip`` lines fast.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from ipaddress import ip_network
 
@@ -40,6 +41,7 @@ __all__ = [
     "format_get",
     "format_interface",
     "format_peer",
+    "iter_peer",
     "parse_errno_response",
     "parse_get_response",
 ]
@@ -120,13 +122,23 @@ def format_interface(device: DeviceInfo) -> bytes:
 
 def format_peer(peer: PeerInfo, *, keep_endpoint_zone: bool = False) -> bytes:
     """The lines of one peer in a ``get`` reply, from ``public_key=`` on."""
+    return b"".join(iter_peer(peer, keep_endpoint_zone=keep_endpoint_zone))
+
+
+#: `iter_peer` prints this many allowed IPs per piece.
+PIECE: int = 4096
+
+
+def iter_peer(peer: PeerInfo, *, keep_endpoint_zone: bool = False) -> Iterator[bytes]:
+    """`format_peer` in pieces of at most `PIECE` allowed IPs, so that a peer with a
+    hundred thousand of them never needs its whole text in memory at once."""
     psk = peer.preshared_key.hex().encode() if peer.preshared_key else _ZERO_HEX
     endpoint = b""
     if peer.endpoint is not None:
         host, port = peer.endpoint
         text = format_endpoint(host, port, keep_zone=keep_endpoint_zone)
         endpoint = b"endpoint=%s\n" % text.encode()
-    head = (
+    yield (
         b"public_key=%s\npreshared_key=%s\nprotocol_version=1\n%s"
         b"last_handshake_time_sec=%d\nlast_handshake_time_nsec=%d\n"
         b"tx_bytes=%d\nrx_bytes=%d\npersistent_keepalive_interval=%d\n"
@@ -141,10 +153,14 @@ def format_peer(peer: PeerInfo, *, keep_endpoint_zone: bool = False) -> bytes:
             peer.persistent_keepalive_interval,
         )
     )
-    if not peer.allowed_ips:
-        return head
-    prefixes = [p if isinstance(p, int) else prefix_of(p) for p in peer.allowed_ips]
-    return head + format_prefix_lines(b"allowed_ip", prefixes)
+    allowed = peer.allowed_ips
+    for i in range(0, len(allowed), PIECE):
+        piece = allowed[i : i + PIECE]
+        try:
+            text = format_prefix_lines(b"allowed_ip", piece)  # type: ignore[arg-type]
+        except TypeError:  # ipaddress networks among them (a PeerInfo a client built)
+            text = format_prefix_lines(b"allowed_ip", [prefix_of(p) for p in piece])
+        yield text
 
 
 # ---------------------------------------------------------------------------------

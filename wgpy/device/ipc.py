@@ -32,7 +32,7 @@ from uapi.protocol import (
     NEED_DATA, CloseConnection, GetRequest, RequestError, ServerConnection, SetRequestEnd,
     SetRequestStart, format_errno,
 )
-from uapi.responses import format_interface, format_peer
+from uapi.responses import format_interface, iter_peer
 from wgpy.device import clock
 from wgpy.device.config import SetTransaction, interface_info, peer_info
 
@@ -255,11 +255,11 @@ class UapiServer:
                 infos = [peer_info(device, peer) for peer in peers[i:i + PEERS_PER_HOLD]
                          if current.get(peer.public_key) is peer]  # not removed since
             for info in infos:
-                piece = format_peer(info)
-                out.append(piece)
-                size += len(piece)
-                if size >= SEND_SIZE:
-                    conn.sendall(b"".join(out))
-                    out, size = [], 0
+                for piece in iter_peer(info):
+                    out.append(piece)
+                    size += len(piece)
+                    if size >= SEND_SIZE:
+                        conn.sendall(b"".join(out))
+                        out, size = [], 0
         out.append(format_errno(0))
         conn.sendall(b"".join(out))
