@@ -308,7 +308,7 @@ def kernel_vm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KernelVM]:
             _remove_run_state(ns)
 
 
-def wait_addresses_ready(ns: Namespace, dev: str, timeout: float = 5.0) -> None:
+def wait_addresses_ready(ns: Namespace, dev: str, timeout: float = 10.0) -> None:
     """Bounded wait until no IPv6 address of `dev` is tentative (DAD)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

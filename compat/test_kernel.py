@@ -177,10 +177,10 @@ def test_kernel_psk(kernel_pair: KernelPair, pair: str, initiator: str) -> None:
     else:
         r = p.ping_from_kernel(WGPY_INNER["ipv4"], count=2, wait=3)
     assert ping_counts(r.stdout)[1] == 0, f"ping passed with mismatched PSKs:\n{r.stdout}"
-    assert p.wgpy_dump().latest_handshake == 0 or initiator == "init-kernel"
-    assert p.kernel_dump().latest_handshake == 0 or initiator == "init-wgpy"
-    if initiator == "init-kernel":  # the kernel initiated and got no valid response
-        assert p.kernel_dump().latest_handshake == 0
+    # The initiator cannot open the response; the responder's session is never confirmed by
+    # data. Neither reports a handshake (the kernel's latest handshake is set only then).
+    w, k = p.wgpy_dump(), p.kernel_dump()
+    assert w.latest_handshake == 0 and k.latest_handshake == 0, (w, k)
 
 
 # --- 4. a fresh handshake while the other side holds the old session ------------------------------
