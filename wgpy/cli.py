@@ -182,6 +182,8 @@ def _run(tun: Tun, uapi: socket.socket, log: Logger, switch: float = 0.005) -> i
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # thread dump for debugging
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    if os.getpid() == 1:  # a container's init: orphans it adopts (wg-quick's daemons) are reaped
+        signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     device.start()
     device.spawn("uapi_accept", server.serve)
     device.spawn("netlink", lambda: watch_link(device))
