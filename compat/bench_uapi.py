@@ -15,7 +15,9 @@ on each daemon in turn with the stock `wg` (the order alternates between rounds)
   config without peers (removes them all).
 
 After each configuration's setconf and show, the resident memory of each daemon (VmRSS of
-/proc/PID/status) is recorded; the peak (VmHWM) is read at the end. The interfaces stay
+/proc/PID/status) is recorded; the peak (VmHWM) is read at the end; then each
+configuration is applied once more to a fresh daemon of each kind, alone, for its VmRSS
+and VmHWM. The daemons' CPU seconds per command are printed too. The interfaces stay
 down and nothing is sent.
 
 Then the ping check: per implementation, namespaces a and b joined by a veth pair; in a the
@@ -207,6 +209,23 @@ def ping_check(lab: Lab, rounds: int, count: int) -> None:
                   f"p90 {statistics.median(added[impl]['p90']):.3f} ms")
 
 
+def fresh_memory(lab: Lab, big_conf: str, peers_conf: str) -> None:
+    """Each configuration alone in a new daemon of each kind: VmRSS and VmHWM after its
+    setconf and show (the rounds above run both configurations on the same daemons, so
+    what one leaves behind, Go's heap or Python's arenas, shows in the other's figure)."""
+    print(f"\n{'fresh daemon, MiB':<20}{'wgpy RSS':>10}{'HWM':>8}{'wg-go RSS':>11}{'HWM':>8}")
+    for name, conf, show in (("big", big_conf, "allowed-ips"), ("peers", peers_conf, "dump")):
+        ns = lab.namespace(f"m{name[0]}")
+        row = []
+        for impl in IMPLS:
+            d = lab.daemon(ns, impl, env={"LOG_LEVEL": "error"})
+            d.ns.run("wg", "setconf", d.ifname, conf, timeout=TIMEOUT)
+            d.ns.run("wg", "show", d.ifname, show, timeout=TIMEOUT)
+            row += [status(d, "VmRSS") / 1024, status(d, "VmHWM") / 1024]
+            lab.stop(d)
+        print(f"{name:<20}{row[0]:>10.1f}{row[1]:>8.1f}{row[2]:>11.1f}{row[3]:>8.1f}")
+
+
 # --- main ---------------------------------------------------------------------------------------
 
 def medians(title: str, ops: tuple[str, ...], results: dict[str, dict[str, list[float]]]) -> None:
@@ -281,6 +300,7 @@ def main() -> int:
               f"{fresh['wireguard-go'] / 1024:>14.1f}")
         hwm = {impl: status(d, "VmHWM") / 1024 for impl, d in daemons.items()}
         print(f"{'VmHWM at the end':<20}{hwm['wgpy']:>10.1f}{hwm['wireguard-go']:>14.1f}")
+        fresh_memory(lab, str(big_conf), str(peers_conf))
         print("\nCPU seconds of the daemon per command (all its threads), median")
         for key in sorted({k.split(" ", 1)[1] for k in CPU}, key=lambda k: k.split()[-1]):
             mine = statistics.median(CPU.get(f"wgpy {key}", [0.0]))
