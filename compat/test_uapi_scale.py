@@ -60,7 +60,8 @@ def test_thousand_peers_by_130_dump_is_complete(duo: Duo) -> None:
     """The ping check's configuration (bench_uapi.py): 130,000 prefixes over 1,000 peers,
     every one printed by `wg show IF dump`, as wireguard-go prints them."""
     publics = keys(1000)
-    conf = duo.file("peers.conf", many_peers_config(publics, 130, b64(crypto.generate_private_key())))
+    private = b64(crypto.generate_private_key())
+    conf = duo.file("peers.conf", many_peers_config(publics, 130, private))
     for d in duo.daemons:
         d.ns.run("wg", "setconf", d.ifname, conf, timeout=TIMEOUT)
     dumps = {}

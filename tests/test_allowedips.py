@@ -455,7 +455,8 @@ def test_insert_many_is_insert_in_order() -> None:
     assert len(bulk) == len(single)
     for peer in peers:
         assert bulk.prefixes_for_peer(peer) == single.prefixes_for_peer(peer)
-        assert bulk.entries_for_peer(peer) == [prefix_network(p) for p in single.prefixes_for_peer(peer)]
+        networks = [prefix_network(p) for p in single.prefixes_for_peer(peer)]
+        assert bulk.entries_for_peer(peer) == networks
     for p in pool:
         packed = prefix_network(p).network_address.packed
         assert bulk.lookup(packed) is single.lookup(packed)

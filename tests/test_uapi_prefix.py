@@ -122,7 +122,8 @@ def test_printing_matches_ipaddress_and_go() -> None:
         if value >> 32 != 0xFFFF:  # netip prints IPv4-mapped addresses dotted
             assert format_ipv6(value) == IPv6Address(value).compressed
         value4 = rng.getrandbits(32)
-        assert format_prefix(make_prefix(32, value4, 32)) == f"{IPv4Network(value4).network_address}/32"
+        text = f"{IPv4Network(value4).network_address}/32"
+        assert format_prefix(make_prefix(32, value4, 32)) == text
     assert format_ipv6((0xFFFF << 32) | 0x01020304) == "::ffff:1.2.3.4"
     assert format_ipv6(0x01020304) == "::102:304"
     assert format_ipv6(0) == "::" and format_ipv6(1) == "::1"
