@@ -80,14 +80,17 @@ def _script_env() -> dict[str, str]:
 
 def build_image() -> None:
     """Build (or find cached) the VM image, one builder at a time on this machine."""
-    CACHE.mkdir(parents=True, exist_ok=True)
-    with open(CACHE / ".build.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            proc = subprocess.run([str(SCRIPT), "build"], capture_output=True, text=True,
-                                  timeout=BUILD_TIMEOUT, env=_script_env())
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    try:
+        CACHE.mkdir(parents=True, exist_ok=True)
+        with open(CACHE / ".build.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                proc = subprocess.run([str(SCRIPT), "build"], capture_output=True, text=True,
+                                      timeout=BUILD_TIMEOUT, env=_script_env())
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        _unavailable(f"cannot build the VM image in {CACHE}: {e}")
     if proc.returncode != 0:
         _unavailable(f"kernel_peer.sh build exited {proc.returncode}:\n{proc.stderr[-3000:]}")
 
