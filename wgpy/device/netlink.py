@@ -66,6 +66,14 @@ def watch_link(device: Device, poll: float = 1.0) -> None:
                         device.set_up(True)
                     return
                 if msg["event"] == "RTM_NEWLINK":
+                    # `ip link set mtu 1380 up` sends two messages; pyroute2's get() returns
+                    # the first and keeps the second, which select then never reports: so
+                    # the state is read back, and the message is only the fallback.
+                    state = link_state(device.tun.name)
+                    if state is not None and state[0] == index:
+                        device.set_mtu(state[2])
+                        device.set_up(state[1])
+                        continue
                     new_mtu = msg.get_attr("IFLA_MTU")
                     if new_mtu:
                         device.set_mtu(int(new_mtu))
