@@ -80,6 +80,7 @@ class SetTransaction:
         self.pka_on = False
         self.in_peers = False  # device keys are accepted only before the first public_key
         self.actions: list[Action] = []
+        self.deadline = 0.0  # clock.now() by which the set must end (it holds config_lock)
 
     def apply(self, op: SetOperation, now: float) -> None:
         """Apply one operation; raises UapiError with wireguard-go's errno."""

@@ -107,6 +107,10 @@ class Device:
         self.log = log
         # The sans-IO core and everything in it (peers, keypairs, allowed IPs, index).
         self.lock = threading.Lock()
+        # One UAPI `set`, from its first line to its blank line, or one `get` snapshot at a
+        # time (wireguard-go's ipcMutex): no set sees another half applied. Taken before
+        # `lock`, never by the data path.
+        self.config_lock = threading.Lock()
         self.iface = Interface()
         self.iface.mtu = tun.mtu()
         self.iface.wall_offset = clock.wall_offset()

@@ -5,13 +5,20 @@
   the name (an error for the caller), silence means a stale file, removed and replaced.
 - `UapiServer.serve` accepts connections, each in its own thread (at most MAX_CLIENTS at
   once), runs the sans-IO `uapi.protocol.ServerConnection` over it and applies `set`
-  operations to the device as they arrive (a `set` is not atomic in wireguard-go either),
-  each under the device lock: parsing happens outside it, and a run of allowed IPs is
-  one operation of about a thousand prefixes, so the data path never waits long.
+  operations to the device as they arrive (a `set` is not atomic in wireguard-go either:
+  what came before an error stays), each under the device lock: parsing happens outside
+  it, and a run of allowed IPs is one operation of about a thousand prefixes, so the data
+  path never waits long. A `set` holds the device's `config_lock` from its first line to
+  its end (wireguard-go's ipcMutex), so two clients' sets never interleave: a
+  `replace_peers` from one cannot remove a peer that the other is still giving allowed IPs,
+  which would leave a peer that routes and sends but that `get` does not list. A set must
+  end within SET_DEADLINE of its first line, else the connection is closed and the lock
+  freed, so a stalled client cannot lock the configuration.
   Several requests may share a connection; they are answered one at a time, in order;
   an unknown operation closes it with no reply.
-- `get` copies the interface and then a few peers at a time under the lock, and formats
-  and sends outside it, in writes of about SEND_SIZE bytes.
+- `get` copies the interface and then a few peers at a time under the device lock (all of
+  it under `config_lock`, so it never sees half a set), and formats and sends outside
+  both, in writes of about SEND_SIZE bytes.
   Input is bounded: the parser refuses lines over 64 KiB and an idle client is dropped.
 - The server watches its socket file: deleting it stops the daemon (wireguard-go uses
   inotify; a 0.5 s lstat poll does the same here), and a clean exit unlinks it.
@@ -44,6 +51,7 @@ __all__ = ["SOCKET_DIR", "listen", "UapiServer", "SocketInUse"]
 SOCKET_DIR = "/var/run/wireguard"
 MAX_CLIENTS = 64
 CLIENT_IDLE_TIMEOUT = 30.0
+SET_DEADLINE = 30.0  # a set holding config_lock must end within this time of its start
 WATCH_INTERVAL = 0.5
 # Larger reads gain nothing measurable, and what a read takes in decides how much of a
 # failed set is dropped (wireguard-go drops what it had buffered; compat tests compare).
@@ -187,12 +195,22 @@ class UapiServer:
     def _converse(self, conn: socket.socket) -> None:
         parser = ServerConnection()
         txn: SetTransaction | None = None
-        while True:
-            data = conn.recv(RECV_SIZE)
-            with _ShortSwitchInterval():
-                txn = self._handle(conn, parser, data, txn)
-            if parser.closed or not data:
-                return
+        config_lock = self.device.config_lock
+        try:
+            while True:
+                if txn is not None:  # bounded: the set holds config_lock
+                    conn.settimeout(max(txn.deadline - clock.now(), 0.001))
+                data = conn.recv(RECV_SIZE)
+                with _ShortSwitchInterval():
+                    txn = self._handle(conn, parser, data, txn)
+                if txn is None:
+                    conn.settimeout(CLIENT_IDLE_TIMEOUT)
+                if parser.closed or not data:
+                    return
+        finally:
+            if txn is not None:  # the client left or stalled in the middle of a set
+                self.device.execute(txn.actions)
+                config_lock.release()
 
     def _handle(self, conn: socket.socket, parser: ServerConnection, data: bytes,
                 txn: SetTransaction | None) -> SetTransaction | None:
@@ -209,11 +227,16 @@ class UapiServer:
                 self._answer_get(conn)
                 replied = True
             elif isinstance(event, SetRequestStart):
+                device.config_lock.acquire()  # released where txn ends
                 txn = SetTransaction(device)
+                txn.deadline = clock.now() + SET_DEADLINE
             elif isinstance(event, SetRequestEnd):
                 if txn is not None:
-                    with device.lock:
-                        txn.finish(clock.now())
+                    try:
+                        with device.lock:
+                            txn.finish(clock.now())
+                    finally:
+                        device.config_lock.release()
                     device.execute(txn.actions)
                 txn = None
                 conn.sendall(format_errno(0))
@@ -221,6 +244,7 @@ class UapiServer:
             elif isinstance(event, RequestError):
                 device.log.verbose("UAPI: %s", event.message)
                 if txn is not None:
+                    device.config_lock.release()
                     device.execute(txn.actions)
                 txn = None
                 conn.sendall(format_errno(event.errno))
@@ -232,6 +256,7 @@ class UapiServer:
                 except UapiError as exc:
                     device.log.verbose("UAPI: %s", exc)
                     parser.abort_set()  # the parser skips the rest of this set
+                    device.config_lock.release()
                     device.execute(txn.actions)
                     txn = None
                     conn.sendall(format_errno(exc.errno))
@@ -241,25 +266,25 @@ class UapiServer:
         return txn
 
     def _answer_get(self, conn: socket.socket) -> None:
-        """The reply to one `get`: the device lock is held only to copy a few peers at a
-        time; formatting and sending happen outside it, so the data path never waits for
-        a big reply."""
+        """The reply to one `get`: copied under `config_lock` (never half a set), with the
+        device lock held only to copy a few peers at a time; formatted and sent outside
+        both, so neither the data path nor other clients wait for a slow reader."""
         device = self.device
-        with device.lock:
-            out = [format_interface(interface_info(device))]
-            peers = list(device.iface.peers.values())
-        size = len(out[0])
-        for i in range(0, len(peers), PEERS_PER_HOLD):
+        with device.config_lock:
             with device.lock:
-                current = device.iface.peers
-                infos = [peer_info(device, peer) for peer in peers[i:i + PEERS_PER_HOLD]
-                         if current.get(peer.public_key) is peer]  # not removed since
-            for info in infos:
-                for piece in iter_peer(info):
-                    out.append(piece)
-                    size += len(piece)
-                    if size >= SEND_SIZE:
-                        conn.sendall(b"".join(out))
-                        out, size = [], 0
+                head = format_interface(interface_info(device))
+                peers = list(device.iface.peers.values())
+            infos = []
+            for i in range(0, len(peers), PEERS_PER_HOLD):
+                with device.lock:
+                    infos += [peer_info(device, peer) for peer in peers[i:i + PEERS_PER_HOLD]]
+        out, size = [head], len(head)
+        for info in infos:
+            for piece in iter_peer(info):
+                out.append(piece)
+                size += len(piece)
+                if size >= SEND_SIZE:
+                    conn.sendall(b"".join(out))
+                    out, size = [], 0
         out.append(format_errno(0))
         conn.sendall(b"".join(out))
