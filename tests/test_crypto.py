@@ -553,3 +553,13 @@ def test_kdf_is_hkdf_over_python_hmac(key: bytes, data: bytes, t0: bytes, t1: by
     o2 = mac(prk, o1 + b"\x02")
     o3 = mac(prk, o2 + b"\x03")
     assert (o1, o2, o3) == (t0, t1, t2)
+
+
+def test_no_private_key_is_cached() -> None:
+    """Issue 9: ephemeral private keys are not kept after use. DH works on raw bytes, so the
+    module holds no cache of keys (it once kept 1,024 loaded keys, ephemerals included)."""
+    caches = [name for name in dir(crypto) if hasattr(getattr(crypto, name), "cache_info")]
+    assert caches == []
+    e = crypto.generate_private_key()
+    s = crypto.generate_private_key()
+    assert crypto.dh(e, crypto.public_key(s)) == crypto.dh(s, crypto.public_key(e))

@@ -1,8 +1,11 @@
 """The primitives of the WireGuard paper (section 5.4), with the paper's names.
 
-- DH: X25519 (RFC 7748) from `cryptography`. Private keys are clamped; a shared secret of
-  all zeros (the peer sent a low-order point) is rejected by raising `CryptoError`, which the
-  handshake turns into a dropped message.
+- DH: X25519 (RFC 7748) from libsodium through PyNaCl, on raw 32-byte strings: no key
+  objects are built, so no private key (static or ephemeral) is kept anywhere but where
+  the protocol keeps it, and a DH costs one scalar multiplication (loading a key into a
+  `cryptography` object cost a second one, its public key). Private keys are clamped; a
+  shared secret of all zeros (the peer sent a low-order point) is rejected by raising
+  `CryptoError`, which the handshake turns into a dropped message.
 - AEAD: ChaCha20-Poly1305 (RFC 8439) with the nonce 32 zero bits || 64-bit little-endian
   counter.
 - XAEAD: XChaCha20-Poly1305 (draft-irtf-cfrg-xchacha) for cookie replies. `cryptography`
@@ -13,17 +16,18 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
+import hmac as _hmac
 import os
 import struct
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from nacl.bindings import (
     crypto_aead_xchacha20poly1305_ietf_decrypt,
     crypto_aead_xchacha20poly1305_ietf_encrypt,
+    crypto_scalarmult,
+    crypto_scalarmult_base,
 )
 from nacl.exceptions import CryptoError as _NaclCryptoError
 
@@ -61,25 +65,18 @@ def generate_private_key() -> bytes:
     return clamp(os.urandom(KEY_SIZE))
 
 
-@functools.lru_cache(maxsize=1024)
-def _private_key(private: bytes) -> X25519PrivateKey:
-    """Loading a private key costs a scalar multiplication (the public key): keep the
-    recent ones, so an ephemeral or static key is loaded once, not once per DH."""
-    return X25519PrivateKey.from_private_bytes(private)
-
-
 def public_key(private: bytes) -> bytes:
-    return _private_key(private).public_key().public_bytes_raw()
+    return crypto_scalarmult_base(private)
 
 
 def dh(private: bytes, public: bytes) -> bytes:
-    """DH(private, public); raises CryptoError on an all-zero result (a low-order point)."""
+    """DH(private, public); raises CryptoError on an all-zero result (a low-order point),
+    checked in constant time."""
     try:
-        shared = _private_key(private).exchange(
-            X25519PublicKey.from_public_bytes(public))
-    except ValueError as exc:  # cryptography refuses an all-zero shared secret
+        shared = crypto_scalarmult(private, public)
+    except (RuntimeError, ValueError, TypeError) as exc:  # libsodium refuses a zero result
         raise CryptoError("low-order point") from exc
-    if shared == ZERO_KEY:
+    if _hmac.compare_digest(shared, ZERO_KEY):
         raise CryptoError("low-order point")
     return shared
 
