@@ -490,9 +490,10 @@ def test_wg_quick_full_tunnel() -> None:
         marked = a.run("ip", "route", "get", "172.31.77.2", "mark", "51820").stdout
         assert f"dev {wa.ifname}" not in marked and "via 192.168.77.2" in marked, marked
 
-        # The first packets after `up`: see the report on the set_up race (wgpy initiates twice
-        # within a millisecond when the kernel's IPv6 chatter, routed by ::/0, beats the
-        # netlink up event; wireguard-go drops the second as a "handshake flood").
+        # The first packets after `up`. The kernel's IPv6 chatter, routed by ::/0, can reach
+        # the TUN before the netlink up event: wgpy stages it and sends one initiation at
+        # link-up (it used to initiate twice, and wireguard-go dropped the second as a
+        # "handshake flood").
         ping(a, "10.99.0.1", wa.log, wb.log)   # only through the tunnel
         ping(a, "fd99::1", wa.log, wb.log)
         ping(b, "10.8.0.1", wa.log, wb.log)
