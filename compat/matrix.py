@@ -16,9 +16,10 @@ A cell is `pass` when every test of it passed; `fail` when one failed or errored
 xfail(strict=True) that passes is a failure too); `xfail` with a numbered note (the test's
 reason) when the rest passed and one failed as expected; `skipped` when its tests were
 skipped (a CI fault: root tests must run); `not run` when the results hold none of its
-tests; `n/a [x]` from NOT_APPLICABLE, its reason listed under the table. The outcomes the matrix was written from are kept
-next to it (compat/matrix-results.json), so tests/… can check, without root, that the
-committed README is what this script writes from them.
+tests; `n/a [x]` from NOT_APPLICABLE, its reason listed under the table. The outcomes the
+matrix was written from are kept next to it (compat/matrix-results.json), so that
+compat/test_scenarios_matrix.py can check, without root, that the committed README is what
+this script writes from them.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ import re
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -68,7 +68,8 @@ def ping_counts(output: str) -> tuple[int, int]:
     return int(m[1]), int(m[2])
 
 
-def eventually(predicate, timeout: float = WAIT, interval: float = 0.1) -> bool:  # type: ignore[no-untyped-def]
+def eventually(predicate: Callable[[], object], timeout: float = WAIT,
+               interval: float = 0.1) -> bool:
     deadline = time.monotonic() + timeout
     while True:
         if predicate():
@@ -224,7 +225,8 @@ class HasLogs(Protocol):
 def assert_ping(t: HasLogs, src: Namespace, target: str, *opts: str, count: int = 1,
                 wait: int = 2) -> None:
     r = ping(src, target, *opts, count=count, wait=wait)
-    assert r.returncode == 0, f"ping {target} from {src.name} failed:\n{r.stdout}{r.stderr}{t.logs()}"
+    assert r.returncode == 0, (f"ping {target} from {src.name} failed:\n"
+                              f"{r.stdout}{r.stderr}{t.logs()}")
     sent, got = ping_counts(r.stdout)
     assert sent == got == count, f"{r.stdout}{t.logs()}"
 

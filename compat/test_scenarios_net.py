@@ -1,8 +1,9 @@
 """Scenarios of netns.sh (kernel and wireguard-go) that need each daemon in the namespace of
 its own interface, with a veth link between them (issue 8, item 5):
 
-    ns1: wg1 (wgpy), veth1 10.0.0.1/24 fd00:aa::1/96  ──  ns2: wg2, veth2 10.0.0.2/24 fd00:aa::2/96
-    ns1: vethc 192.168.1.100/24  ──  ns0 (router, SNAT)  ──  ns2: veths 10.9.0.100/24
+    ns1: wg1 (wgpy)                                 ns2: wg2
+         veth1 10.0.0.1/24 fd00:aa::1/96  ───────────  veth2 10.0.0.2/24 fd00:aa::2/96
+         vethc 192.168.1.100/24 ── ns0 (router, SNAT) ── veths 10.9.0.100/24
 
 - link down and up (item 2), a route MTU below the interface MTU;
 - NAT: SNAT in ns0 with a 2 s UDP conntrack timeout, a persistent keepalive keeps it open;
@@ -30,12 +31,10 @@ from compat.test_scenarios import (
     INNER,
     PAIRS,
     assert_ping,
-    eventually,
     hostport,
     ping,
     ping_counts,
 )
-from wgpy import crypto
 
 pytestmark = pytest.mark.root
 
