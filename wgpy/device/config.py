@@ -50,10 +50,17 @@ def _zone_index(name: str) -> int | None:
 
 
 def endpoint_tuple(op: PeerEndpoint) -> Endpoint:
-    """A socket address for the endpoint line: (host, port) or (host, port, 0, scope id)."""
+    """A socket address for the endpoint line: (host, port) or (host, port, 0, scope id).
+
+    A ``%zone`` that names no interface and is no number is EINVAL, as the reference's
+    Linux bind answers (``zoneToUint32`` fails, ``IpcErrorInvalid``); the connection goes on.
+    """
     if ":" not in op.host:
         return (op.host, op.port)
-    scope = resolve_zone(op.scope, _zone_index) if op.scope else 0
+    try:
+        scope = resolve_zone(op.scope, _zone_index) if op.scope else 0
+    except ValueError as exc:
+        raise UapiError(errors.EINVAL, f"failed to set endpoint: {exc}") from None
     return (op.host, op.port, 0, scope)
 
 
