@@ -4,13 +4,24 @@ by cause, and the header and checksum rules of TCP coalescing."""
 
 from __future__ import annotations
 
+import base64
+import os
+import re
 import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from helpers import Pair
 from test_device import Node
+from uapi.errors import UapiError
+from uapi.operations import PeerPresharedKey, SetPrivateKey
+from uapi.protocol import CloseConnection, RequestError, ServerConnection
+from uapi.responses import DeviceInfo, PeerInfo, parse_get_response
+from wgpy.noise import handshake
+from wgpy.noise.handshake import StaticIdentity
+from wgpy.noise.keypair import Keypair
 
 
 @pytest.fixture
@@ -55,3 +66,144 @@ def test_unknown_zone_is_einval_and_the_connection_keeps_serving(node: Node) -> 
     # ... and nothing escaped as an exception.
     assert "connection failed" not in node.log.getvalue()
     assert not node.device.stopped.is_set()
+
+
+# --- 2. no secret in a log line, an error message or a repr ------------------------------------
+
+def _forms(secret: bytes) -> list[str]:
+    """The ways a key could show: hex in both cases, base64, a bytes repr."""
+    return [secret.hex(), secret.hex().upper(), base64.b64encode(secret).decode(),
+            repr(secret)[2:-1]]
+
+
+def _leaks(text: str, secrets: list[bytes], window: int = 16) -> list[str]:
+    """Every window of `window` characters of any form of any secret found in `text`."""
+    found = []
+    for secret in secrets:
+        for form in _forms(secret):
+            for i in range(len(form) - window + 1):
+                if form[i:i + window] in text:
+                    found.append(form[i:i + window])
+                    break
+    return found
+
+
+def _key_lines(secret: bytes) -> list[bytes]:
+    """Malformed (and some well-formed) lines that carry `secret`, for both secret keys."""
+    h, b64 = secret.hex().encode(), base64.b64encode(secret)
+    values = [h + b" ", b" " + h, h + b"\t", h[:-1], h + b"0", h[:-1] + b"g", h.upper() + b"x",
+              b"0x" + h, b64, b'"' + h + b'"', h + b"=", h + b"\0", h + b"," + h, h + h,
+              h[:32] + b" " + h[32:], h + b"\xff", h]
+    out = []
+    for name in (b"private_key", b"preshared_key"):
+        out += [name + b"=" + v for v in values]
+        out += [name + sep + h for sep in (b":", b" ", b"", b" = ", b"==", b"\t")]
+        out += [name.upper() + b"=" + h, name.replace(b"_", b"-") + b"=" + h,
+                name[:-1] + b"=" + h, b"x" * 70 + name + h]
+    return out
+
+
+def test_parser_errors_never_echo_a_key() -> None:
+    secret = os.urandom(32)
+    public = b"public_key=" + os.urandom(32).hex().encode() + b"\n"
+    text = []
+    for line in _key_lines(secret):
+        for request in (b"set=1\n" + line + b"\n\n", b"set=1\n" + public + line + b"\n\n",
+                        line + b"\n"):  # the last: a key line where the operation goes
+            for split in (len(request), 7, 20):
+                conn = ServerConnection()
+                conn.receive_data(request[:split])
+                events = list(conn.events())
+                conn.receive_data(request[split:])
+                events += conn.events()
+                text += [repr(e) for e in events]
+                text += [e.message for e in events if isinstance(e, RequestError)]
+                text += [e.reason for e in events if isinstance(e, CloseConnection)]
+        # The client's parser of replies, fed the same lines.
+        for reply in (line + b"\nerrno=0\n\n", public + line + b"\nerrno=0\n\n"):
+            try:
+                text.append(repr(parse_get_response(reply)))
+            except UapiError as exc:
+                text += [str(exc), repr(exc)]
+    assert _leaks("\n".join(text), [secret]) == []
+
+
+def test_device_logs_never_show_a_key(node: Node) -> None:
+    private, psk = node.private, os.urandom(32)
+    peer = os.urandom(32).hex()
+    node.client.set([f"private_key={private.hex()}", f"public_key={peer}",
+                     f"preshared_key={psk.hex()}", "endpoint=127.0.0.1:9"])
+    for secret in (private, psk):
+        for line in _key_lines(secret):
+            for request in (b"set=1\n" + line + b"\n\n",
+                            b"set=1\npublic_key=" + peer.encode() + b"\n" + line + b"\n\n"):
+                assert _raw(node, request + b"get=1\n\n", 2).count(b"errno=") == 2
+            _raw(node, line + b"\n", 1)  # not an operation: closed without a reply
+    node.client.get()
+    log = node.log.getvalue()
+    assert "UAPI:" in log  # the errors were logged ...
+    assert _leaks(log, [private, psk]) == []  # ... without the keys
+
+
+def test_reprs_hide_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    session: list[bytes] = []
+    real_init = Keypair.__init__
+
+    def spy(self: Keypair, send_key: bytes, recv_key: bytes, *args: object) -> None:
+        session.extend((send_key, recv_key))
+        real_init(self, send_key, recv_key, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Keypair, "__init__", spy)
+    pair = Pair()
+    psk = os.urandom(32)
+    pair.pa.preshared_key = pair.pb.preshared_key = psk
+    pair.handshake(0.0)
+    pair.pb.cookie.cookie = os.urandom(16)  # a cookie held, as after a cookie reply
+    pair.pa.initiate(200.0)  # a handshake under way: ephemeral and chaining key held
+    hs = pair.pa.handshake
+    assert session and hs.ephemeral_private and hs.chaining_key
+    secrets = [pair.a.identity.private, pair.b.identity.private, psk, hs.ephemeral_private,
+               hs.chaining_key, hs.hash, hs.precomputed_static_static, pair.pb.cookie.cookie,
+               *session]
+    pair.a.cookie_checker._cookie(b"\x7f\0\0\1", 0.0)  # R_m exists now
+    secrets.append(pair.a.cookie_checker._secret)
+    objects: list[object] = [
+        pair.a.identity, hs, pair.pb.handshake, pair.pa, pair.a, pair.pa.keypairs,
+        *pair.pa.keypairs, *pair.pb.keypairs, pair.pa.cookie, pair.pb.cookie,
+        pair.a.cookie_checker, StaticIdentity.from_private(pair.a.identity.private),
+        SetPrivateKey(pair.a.identity.private), PeerPresharedKey(psk),
+        DeviceInfo(private_key=pair.a.identity.private,
+                   peers=[PeerInfo(public_key=pair.b.identity.public, preshared_key=psk)]),
+    ]
+    text = "\n".join(repr(o) for o in objects) + "\n".join(str(o) for o in objects)
+    assert _leaks(text, [s for s in secrets if s]) == []
+
+
+# --- 3. all-zero checks in constant time ----------------------------------------------------------
+
+_VARIABLE_TIME_ZERO_CHECK = re.compile(
+    r"(==|!=)\s*(crypto\.)?_?ZERO_KEY\b|\b_?ZERO_KEY\s*(==|!=)|\bany\(\s*(key|secret|ss)\b"
+    r"|(==|!=)\s*bytes\(32\)")
+
+
+def test_zero_checks_on_secrets_are_constant_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`==` stops at the first differing byte; an all-zero check on a DH result or a key
+    must take the same time whatever the bytes (hmac.compare_digest)."""
+    root = Path(__file__).resolve().parent.parent
+    offenders = []
+    for path in sorted([*root.glob("wgpy/**/*.py"), *root.glob("uapi/*.py")]):
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            if _VARIABLE_TIME_ZERO_CHECK.search(line.split("#")[0]):
+                offenders.append(f"{path.relative_to(root)}:{n}: {line.strip()}")
+    assert offenders == []
+    # And the handshake's ss check goes through compare_digest.
+    calls: list[bytes] = []
+    real = handshake.compare_digest
+
+    def spy(a: bytes, b: bytes) -> bool:
+        calls.append(b)
+        return real(a, b)
+
+    monkeypatch.setattr(handshake, "compare_digest", spy)
+    Pair().handshake(0.0)
+    assert calls.count(bytes(32)) >= 2  # ss on both sides

@@ -6,11 +6,18 @@ number into its exit message by negating it again. Everything in this package
 therefore keeps errno values negative, exactly as they travel on the wire, and
 `UapiError` carries one of them together with a human-readable message (the
 message never travels: wireguard-go only logs it).
+
+Messages go to logs, so they never carry a secret. The values of ``private_key`` and
+``preshared_key`` are never echoed; any other text taken from a request or reply is
+shown through `redact`, which replaces every run of 16 or more characters of the hex and
+base64 alphabets (a key in either encoding, or a piece of one) by its length, because a
+line that failed to parse may be a key line with a typo in its name or separator.
 """
 
 from __future__ import annotations
 
 import errno as _errno
+import re
 
 __all__ = [
     "EADDRINUSE",
@@ -24,6 +31,7 @@ __all__ = [
     "IPC_ERROR_PROTOCOL",
     "IPC_ERROR_UNKNOWN",
     "UapiError",
+    "redact",
 ]
 
 #: ``IpcErrorIO``: reading the request failed (also: a line longer than 64 KiB).
@@ -43,6 +51,22 @@ IPC_ERROR_PROTOCOL = EPROTO
 IPC_ERROR_INVALID = EINVAL
 IPC_ERROR_PORT_IN_USE = EADDRINUSE
 IPC_ERROR_UNKNOWN = ENOANO
+
+
+_KEYISH = re.compile(r"[A-Za-z0-9+/]{16,}")
+#: How much of a redacted text a message shows.
+REDACT_LIMIT = 100
+
+
+def redact(data: bytes | str, limit: int = REDACT_LIMIT) -> str:
+    """`data` fit for a log line (bytes as their repr, text as it is) with every hex or
+    base64 run of 16 or more characters replaced by ``<N chars>``, then cut to `limit`.
+
+    The runs are replaced before the cut, so a key that straddles the cut is hidden too.
+    """
+    text = repr(data) if isinstance(data, bytes) else data
+    text = _KEYISH.sub(lambda m: f"<{len(m.group())} chars>", text)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class UapiError(Exception):

@@ -16,7 +16,7 @@ an operation, so ``format_operation(parse(line)) == line`` for canonical lines.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
 
 from uapi.prefix import Prefix, format_prefix_lines
@@ -58,7 +58,7 @@ def _hex(key: bytes | None) -> str:
 class SetPrivateKey:
     """``private_key=``: the key, clamped as wireguard-go stores it; None removes it."""
 
-    key: bytes | None
+    key: bytes | None = field(repr=False)  # a secret: never in a repr or a log line
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +105,7 @@ class PeerRemove:
 class PeerPresharedKey:
     """``preshared_key=``: None (all zeros on the wire) means no preshared key."""
 
-    key: bytes | None
+    key: bytes | None = field(repr=False)  # a secret: never in a repr or a log line
 
 
 @dataclass(frozen=True, slots=True)

@@ -57,9 +57,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from hmac import compare_digest
 from typing import Final
 
-from uapi.errors import EINVAL, EIO, EPROTO
+from uapi.errors import EINVAL, EIO, EPROTO, redact
 from uapi.operations import (
     PeerAllowedIP,
     PeerAllowedIPs,
@@ -115,6 +116,7 @@ MAX_LINE: Final = 64 * 1024
 #: under its lock: the bound keeps that hold short).
 RUN_WINDOW: Final = 32 * 1024
 _ALLOWED_IP: Final = b"allowed_ip="
+_ZERO_KEY: Final = bytes(32)
 
 
 class NeedData:
@@ -188,26 +190,32 @@ class _Invalid(Exception):
 
 def _true(value: bytes, what: str) -> None:
     if value != b"true":
-        raise _Invalid(f"failed to set {what}, invalid value: {value!r}")
+        raise _Invalid(f"failed to set {what}, invalid value: {redact(value)}")
 
 
 def _key(value: bytes, what: str) -> bytes:
     key = parse_hex_key(value)
     if key is None:
-        raise _Invalid(f"invalid {what}: {value!r}")
+        # Never the value: it may be a private or preshared key with a stray character.
+        raise _Invalid(f"invalid {what}: {len(value)} bytes, not 64 hex digits")
     return key
 
 
 def _uint(value: bytes, bits: int, what: str) -> int:
     n = parse_uint(value, bits)
     if n is None:
-        raise _Invalid(f"failed to parse {what}: {value!r}")
+        raise _Invalid(f"failed to parse {what}: {redact(value)}")
     return n
+
+
+def _is_zero(key: bytes) -> bool:
+    """All zeros ("no key"), in constant time: `key` is a secret."""
+    return compare_digest(key, _ZERO_KEY)
 
 
 def _private_key(value: bytes) -> SetOperation:
     key = _key(value, "private_key")
-    return SetPrivateKey(None if not any(key) else clamp_private_key(key))
+    return SetPrivateKey(None if _is_zero(key) else clamp_private_key(key))
 
 
 def _replace_peers(value: bytes) -> SetOperation:
@@ -227,7 +235,7 @@ def _remove(value: bytes) -> SetOperation:
 
 def _preshared_key(value: bytes) -> SetOperation:
     key = _key(value, "preshared key")
-    return PeerPresharedKey(key if any(key) else None)
+    return PeerPresharedKey(None if _is_zero(key) else key)
 
 
 def _endpoint(value: bytes) -> SetOperation:
@@ -301,22 +309,22 @@ def parse_set_line(line: bytes, in_peer: bool) -> SetOperation | SetRequestError
     """
     key, sep, value = line.partition(b"=")
     if not sep:
-        return SetRequestError(EPROTO, f"failed to parse line {line[:80]!r}")
+        return SetRequestError(EPROTO, f"failed to parse line {redact(line)}")
     handler: _Handler | None
     if key == b"public_key":
         handler = _public_key
     elif in_peer:
         handler = _PEER_KEYS.get(key)
         if handler is None:
-            return SetRequestError(EINVAL, f"invalid UAPI peer key: {key[:80]!r}")
+            return SetRequestError(EINVAL, f"invalid UAPI peer key: {redact(key)}")
     else:
         handler = _DEVICE_KEYS.get(key)
         if handler is None:
-            return SetRequestError(EINVAL, f"invalid UAPI device key: {key[:80]!r}")
+            return SetRequestError(EINVAL, f"invalid UAPI device key: {redact(key)}")
     try:
         return handler(value)
     except _Invalid as e:
-        return SetRequestError(EINVAL, str(e)[:200])
+        return SetRequestError(EINVAL, redact(str(e), 200))
 
 
 # ---------------------------------------------------------------------------------
@@ -442,7 +450,7 @@ class ServerConnection:
             self._state = _SET
             self._in_peer = False
             return SetRequestStart()
-        return self._close(f"invalid UAPI operation: {op[:80]!r}")
+        return self._close(f"invalid UAPI operation: {redact(op)}")
 
     def _next_in_get(self) -> Event | NeedData:
         pos = self._pos

@@ -21,9 +21,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from hmac import compare_digest
 from ipaddress import ip_network
 
-from uapi.errors import EPROTO, UapiError
+from uapi.errors import EPROTO, UapiError, redact
 from uapi.prefix import Prefix, format_prefix_lines, prefix_of
 from uapi.values import (
     IPNetwork,
@@ -60,7 +61,7 @@ class PeerInfo:
     """
 
     public_key: bytes
-    preshared_key: bytes | None = None
+    preshared_key: bytes | None = field(default=None, repr=False)  # a secret
     endpoint: tuple[str, int] | None = None
     last_handshake_time_sec: int = 0
     last_handshake_time_nsec: int = 0
@@ -76,7 +77,7 @@ class PeerInfo:
 class DeviceInfo:
     """The device as ``get`` reports it: keys are raw 32-byte values, None if unset."""
 
-    private_key: bytes | None = None
+    private_key: bytes | None = field(default=None, repr=False)  # a secret
     listen_port: int = 0
     fwmark: int = 0
     peers: list[PeerInfo] = field(default_factory=list)
@@ -111,7 +112,7 @@ def format_get(device: DeviceInfo, *, keep_endpoint_zone: bool = False) -> bytes
 def format_interface(device: DeviceInfo) -> bytes:
     """The interface lines that open a ``get`` reply (`device.peers` is not looked at)."""
     out = b""
-    if device.private_key is not None and device.private_key != _ZERO_KEY:
+    if device.private_key is not None and not compare_digest(device.private_key, _ZERO_KEY):
         out += b"private_key=%s\n" % device.private_key.hex().encode()
     if device.listen_port:
         out += b"listen_port=%d\n" % device.listen_port
@@ -225,7 +226,7 @@ def _lines(data: bytes) -> list[bytes]:
 
 def _errno_value(value: bytes) -> int:
     if _INT.fullmatch(value) is None:
-        raise UapiError(EPROTO, f"bad errno value {value!r}")
+        raise UapiError(EPROTO, f"bad errno value {redact(value)}")
     n = int(value)
     return -n if n > 0 else n  # boringtun sends positive values
 
@@ -236,7 +237,7 @@ def parse_errno_response(data: bytes) -> int:
     for line in _lines(data):
         key, sep, value = line.partition(b"=")
         if not sep:
-            raise UapiError(EPROTO, f"reply line without '=': {line!r}")
+            raise UapiError(EPROTO, f"reply line without '=': {redact(line)}")
         if key == b"errno":
             errno = _errno_value(value)
     if errno is None:
@@ -246,17 +247,18 @@ def parse_errno_response(data: bytes) -> int:
 
 def _num(key: bytes, value: bytes, limit: int) -> int:
     if not value.isdigit() or len(value) > 20:
-        raise UapiError(EPROTO, f"bad value for {key.decode('latin-1')}: {value!r}")
+        raise UapiError(EPROTO, f"bad value for {redact(key)}: {redact(value)}")
     n = int(value)
     if n > limit:
-        raise UapiError(EPROTO, f"value out of range for {key.decode('latin-1')}: {n}")
+        raise UapiError(EPROTO, f"value out of range for {redact(key)}: {n}")
     return n
 
 
 def _key(key: bytes, value: bytes) -> bytes:
     k = parse_hex_key(value)
     if k is None:
-        raise UapiError(EPROTO, f"bad key for {key.decode('latin-1')}: {value!r}")
+        # Never the value: it may be a private or preshared key with a stray character.
+        raise UapiError(EPROTO, f"bad key for {redact(key)}: {len(value)} bytes, not 64 hex")
     return k
 
 
@@ -267,7 +269,7 @@ def _endpoint(value: bytes) -> tuple[str, int]:
     else:
         host, sep, port = text.rpartition(":")
     if not sep or not host or not port.isdigit() or int(port) > 0xFFFF:
-        raise UapiError(EPROTO, f"bad endpoint {value!r}")
+        raise UapiError(EPROTO, f"bad endpoint {redact(value)}")
     return host, int(port)
 
 
@@ -282,7 +284,7 @@ def _network(value: bytes) -> IPNetwork:
             raise ValueError(text)
         return ip_network(text, strict=False)
     except ValueError:
-        raise UapiError(EPROTO, f"bad allowed_ip {value!r}") from None
+        raise UapiError(EPROTO, f"bad allowed_ip {redact(value)}") from None
 
 
 _U16, _U32, _U64, _S64 = 0xFFFF, 0xFFFFFFFF, (1 << 64) - 1, (1 << 63) - 1
@@ -296,7 +298,7 @@ def parse_get_response(data: bytes) -> DeviceInfo:
     for line in _lines(data):
         key, sep, value = line.partition(b"=")
         if not sep:
-            raise UapiError(EPROTO, f"reply line without '=': {line!r}")
+            raise UapiError(EPROTO, f"reply line without '=': {redact(line)}")
         if key == b"allowed_ip" and peer is not None:
             peer.allowed_ips.append(_network(value))
         elif key == b"public_key":
@@ -307,14 +309,14 @@ def parse_get_response(data: bytes) -> DeviceInfo:
         elif peer is None:
             if key == b"private_key":
                 k = _key(key, value)
-                device.private_key = None if k == _ZERO_KEY else k
+                device.private_key = None if compare_digest(k, _ZERO_KEY) else k
             elif key == b"listen_port":
                 device.listen_port = _num(key, value, _U16)
             elif key == b"fwmark":
                 device.fwmark = _num(key, value, _U32)
         elif key == b"preshared_key":
             k = _key(key, value)
-            peer.preshared_key = None if k == _ZERO_KEY else k
+            peer.preshared_key = None if compare_digest(k, _ZERO_KEY) else k
         elif key == b"endpoint":
             peer.endpoint = _endpoint(value)
         elif key == b"last_handshake_time_sec":

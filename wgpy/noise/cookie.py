@@ -55,6 +55,9 @@ class CookieChecker:
         self._secret = b""
         self._secret_born: float | None = None
 
+    def __repr__(self) -> str:  # the secret R_m stays out
+        return f"CookieChecker(secret_born={self._secret_born})"
+
     def set_public(self, public: bytes) -> None:
         self.mac1_key = _mac1_key(public)
         self.cookie_key = _cookie_key(public)
@@ -99,6 +102,10 @@ class CookieGenerator:
         self.cookie_born = 0.0
         self.last_mac1 = b""
         self.have_sent_mac1 = False
+
+    def __repr__(self) -> str:  # the cookie is a secret of the path to the peer
+        held = self.cookie is not None
+        return f"CookieGenerator(cookie_held={held}, cookie_born={self.cookie_born})"
 
     def add_macs(self, msg: bytearray, kind: int, now: float) -> None:
         """Write mac1, and mac2 if we hold a cookie younger than COOKIE_VALID_FOR."""

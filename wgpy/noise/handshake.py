@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from hmac import compare_digest
 
 from wgpy import crypto
 from wgpy.constants import CONSTRUCTION, IDENTIFIER, INITIATION_MIN_INTERVAL, KEY_SIZE
@@ -70,6 +71,12 @@ def _decrypt_and_hash(key: bytes, h: bytes, ciphertext: bytes) -> tuple[bytes, b
     return pt, crypto.hash(h + ciphertext)
 
 
+def _is_zero(secret: bytes) -> bool:
+    """An all-zero DH result (a low-order public key), checked in constant time: the time a
+    comparison with `==` takes tells how many leading bytes of the secret are zero."""
+    return compare_digest(secret, crypto.ZERO_KEY)
+
+
 def _dh(private: bytes, public: bytes) -> bytes:
     try:
         return crypto.dh(private, public)
@@ -87,7 +94,7 @@ def write_initiation(ck: bytes, h: bytes, e_priv: bytes, s_pub: bytes, rs: bytes
     ck, h = _mix_ephemeral(ck, h, e_pub)  # e
     ck, key = crypto.kdf2(ck, _dh(e_priv, rs))  # es
     static_ct, h = _encrypt_and_hash(key, h, s_pub)  # s
-    if ss == crypto.ZERO_KEY:
+    if _is_zero(ss):
         raise HandshakeError("peer's static key is a low-order point")
     ck, key = crypto.kdf2(ck, ss)  # ss
     payload_ct, h = _encrypt_and_hash(key, h, payload)  # {t}
@@ -109,7 +116,7 @@ def read_initiation_static(ck: bytes, h: bytes, s_priv: bytes, e_pub: bytes,
 def read_initiation_payload(ck: bytes, h: bytes, ss: bytes,
                             payload_ct: bytes) -> tuple[bytes, bytes, bytes]:
     """The second half: ss, {t}. Returns (ck, h, payload)."""
-    if ss == crypto.ZERO_KEY:
+    if _is_zero(ss):
         raise HandshakeError("peer's static key is a low-order point")
     ck, key = crypto.kdf2(ck, ss)  # ss
     payload, h = _decrypt_and_hash(key, h, payload_ct)  # {t}
@@ -160,12 +167,12 @@ def split(ck: bytes) -> tuple[bytes, bytes]:
 class StaticIdentity:
     """The interface's own key pair; `private` is None when no key is set."""
 
-    private: bytes | None = None
+    private: bytes | None = field(default=None, repr=False)  # secrets never go in a repr
     public: bytes = crypto.ZERO_KEY
 
     @classmethod
     def from_private(cls, private: bytes | None) -> StaticIdentity:
-        if private is None or private == crypto.ZERO_KEY:
+        if private is None or _is_zero(private):
             return cls()
         private = crypto.clamp(private)
         return cls(private, crypto.public_key(private))
@@ -183,14 +190,15 @@ class HandshakeState(enum.Enum):
 class Handshake:
     """One peer's half-open handshake (kernel `struct noise_handshake`)."""
 
-    identity: StaticIdentity
+    # Every secret (and the transcript hash, which the keys derive from) stays out of repr.
+    identity: StaticIdentity = field(repr=False)
     remote_static: bytes
-    preshared_key: bytes = crypto.ZERO_KEY
-    precomputed_static_static: bytes = crypto.ZERO_KEY
+    preshared_key: bytes = field(default=crypto.ZERO_KEY, repr=False)
+    precomputed_static_static: bytes = field(default=crypto.ZERO_KEY, repr=False)
     state: HandshakeState = HandshakeState.ZEROED
-    chaining_key: bytes = b""
-    hash: bytes = b""
-    ephemeral_private: bytes = b""
+    chaining_key: bytes = field(default=b"", repr=False)
+    hash: bytes = field(default=b"", repr=False)
+    ephemeral_private: bytes = field(default=b"", repr=False)
     remote_ephemeral: bytes = b""
     local_index: int = 0
     remote_index: int = 0

@@ -16,6 +16,7 @@ paper prescribes as a DoS defence:
 from __future__ import annotations
 
 import ipaddress
+from hmac import compare_digest
 from typing import Callable
 
 from wgpy import crypto
@@ -65,7 +66,10 @@ class Interface:
         """wireguard-go semantics: a peer with our new public key is removed, the static-static
         DH of every peer recomputed and current keypairs expired."""
         identity = StaticIdentity.from_private(private_key)
-        if identity.private == self.identity.private:
+        new, old = identity.private, self.identity.private
+        if new is None and old is None:
+            return
+        if new is not None and old is not None and compare_digest(new, old):
             return
         if identity.private is None:
             # As wireguard-go: removing the key makes "our" public key that of the zero

@@ -43,6 +43,11 @@ class Keypair:
         self.sending_valid = True
         self.receiving_valid = True
 
+    def __repr__(self) -> str:  # the AEAD objects hold the keys: only the bookkeeping
+        return (f"Keypair(local_index={self.local_index:#x}, remote_index={self.remote_index:#x}, "
+                f"initiator={self.initiator}, send_counter={self.send_counter}, "
+                f"created={self.created})")
+
     def can_send(self, now: float) -> bool:
         return (self.sending_valid and now < self.created + REJECT_AFTER_TIME
                 and self.send_counter < REJECT_AFTER_MESSAGES)
