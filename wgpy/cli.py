@@ -7,9 +7,9 @@ create the TUN (or adopt WG_TUN_FD), open the UAPI socket (or adopt WG_UAPI_FD),
 only then, unless in the foreground (-f or WG_PROCESS_FOREGROUND=1), re-execute ourselves
 with both fds inherited and exit 0 once the copy says (through the WGPY_READY_FD pipe)
 that it serves them: Python takes half a second to start, and a `wg setconf`, a signal or
-an `ip link delete` in that window must find a running daemon. The background copy builds the device and runs until
-SIGTERM or SIGINT, the deletion of its TUN, or the deletion of its socket file; it then
-unlinks the socket and exits 0. Setup failures exit 1 with one clear line.
+an `ip link delete` in that window must find a running daemon. The background copy builds
+the device and runs until SIGTERM or SIGINT, the deletion of its TUN, or the deletion of
+its socket file; it then unlinks the socket and exits 0. Setup failures exit 1 with one clear line.
 
 wireguard-go's other habits, kept: log lines on standard output, the first of them (at
 LOG_LEVEL=verbose) `Starting wgpy version X`; an empty WG_TUN_FD, WG_UAPI_FD or LOG_LEVEL

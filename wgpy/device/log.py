@@ -2,8 +2,9 @@
 
 Lines look like wireguard-go's: `DEBUG: (wg0) 2026/11/26 16:38:54 message`, and go where
 wireguard-go's go: to standard output (`log.New(os.Stdout, ...)` in its device/logger.go), so
-`docker logs` and journald show them as they show wireguard-go's. The default level is error. Keys never reach a log line: peers are named by a short form of their
-public key only (`peer(AbCd…WxYz)`), as wireguard-go does.
+`docker logs` and journald show them as they show wireguard-go's. The default level is
+error. Keys never reach a log line: peers are named by a short form of their public key
+only (`peer(AbCd…WxYz)`), as wireguard-go does.
 """
 
 from __future__ import annotations
