@@ -5,9 +5,11 @@ by cause, and the header and checksum rules of TCP coalescing."""
 from __future__ import annotations
 
 import base64
+import errno
 import os
 import re
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +21,10 @@ from uapi.errors import UapiError
 from uapi.operations import PeerPresharedKey, SetPrivateKey
 from uapi.protocol import CloseConnection, RequestError, ServerConnection
 from uapi.responses import DeviceInfo, PeerInfo, parse_get_response
+from wgpy.constants import UDP_RECEIVE_RETRIES
+from wgpy.device import device as device_module
 from wgpy.noise import handshake
+from wgpy.noise.actions import DropReason
 from wgpy.noise.handshake import StaticIdentity
 from wgpy.noise.keypair import Keypair
 
@@ -207,3 +212,98 @@ def test_zero_checks_on_secrets_are_constant_time(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(handshake, "compare_digest", spy)
     Pair().handshake(0.0)
     assert calls.count(bytes(32)) >= 2  # ss on both sides
+
+
+# --- 4. repeated UDP receive errors ---------------------------------------------------------------
+
+class _FailingSocket:
+    """Stands for the IPv4 socket: always readable, every receive fails with `err`."""
+
+    family = socket.AF_INET
+
+    def __init__(self, err: int) -> None:
+        self.err = err
+        self.calls = 0
+        self.r, self.w = os.pipe()
+        os.write(self.w, b"!")  # readable for ever
+
+    def fileno(self) -> int:
+        return self.r
+
+    def recvmsg_into(self, *args: object) -> object:
+        self.calls += 1
+        raise OSError(self.err, os.strerror(self.err))
+
+    def close(self) -> None:
+        if self.r >= 0:
+            os.close(self.r)
+            os.close(self.w)
+            self.r = self.w = -1
+
+
+def _swap_in(node: Node, fake: _FailingSocket) -> None:
+    bind = node.device.bind
+    assert bind.sock4 is not None
+    bind.sock4.close()
+    bind.sock4 = fake  # type: ignore[assignment]
+    node.device._bind_changed.set()
+    node.device._wake_udp.wake()
+
+
+@pytest.mark.parametrize("err, tries", [(errno.ENFILE, 1 + UDP_RECEIVE_RETRIES),
+                                        (errno.ENOMEM, 1)])
+def test_repeated_receive_errors_give_up_on_the_socket(
+        node: Node, monkeypatch: pytest.MonkeyPatch, err: int, tries: int) -> None:
+    """wireguard-go: a transient error is retried after 1/3 s, 10 times in a row at most,
+    any other error at once stops reading that socket; before, the reader spun on it."""
+    monkeypatch.setattr(device_module, "UDP_RECEIVE_RETRY_PAUSE", 0.01)
+    fake = _FailingSocket(err)
+    try:
+        _swap_in(node, fake)
+        deadline = time.monotonic() + 3
+        while fake.calls < tries and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.3)
+        assert fake.calls == tries
+        assert "UDP receive v4 stopped" in node.log.getvalue()
+        # The reader goes on with the other socket: junk on IPv6 is read and counted.
+        port = node.device.bind.port
+        before = node.device.drops[DropReason.INVALID_MESSAGE]
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s6:
+            s6.sendto(b"junk", ("::1", port))
+        deadline = time.monotonic() + 3
+        while node.device.drops[DropReason.INVALID_MESSAGE] == before:
+            assert time.monotonic() < deadline, "the IPv6 socket is no longer read"
+            time.sleep(0.01)
+        assert not node.device.stopped.is_set()
+        # A rebind reads the new sockets again.
+        node.client.set(["listen_port=0"])
+        assert node.device.bind.sock4 is not fake  # type: ignore[comparison-overlap]
+    finally:
+        if node.device.bind.sock4 is fake:  # type: ignore[comparison-overlap]
+            node.device.bind.sock4 = None
+        fake.close()
+
+
+def test_a_datagram_between_receive_errors_resets_the_count(
+        node: Node, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(device_module, "UDP_RECEIVE_RETRY_PAUSE", 0.01)
+    fake = _FailingSocket(errno.ENFILE)
+    real = fake.recvmsg_into
+
+    def sometimes(*args: object) -> object:
+        if fake.calls % 8 == 7:  # every 8th call: nothing there (a successful empty read)
+            fake.calls += 1
+            raise BlockingIOError(errno.EAGAIN, "again")
+        return real(*args)
+
+    fake.recvmsg_into = sometimes  # type: ignore[method-assign]
+    try:
+        _swap_in(node, fake)
+        time.sleep(0.5)
+        assert fake.calls > 2 * (1 + UDP_RECEIVE_RETRIES)  # never 11 in a row: still read
+        assert "stopped" not in node.log.getvalue()
+    finally:
+        if node.device.bind.sock4 is fake:  # type: ignore[comparison-overlap]
+            node.device.bind.sock4 = None
+        fake.close()

@@ -105,6 +105,12 @@ MAX_BATCH = 128  # packets per queue hand-off
 INLINE_HANDSHAKES_PER_SECOND = 20
 INLINE_HANDSHAKE_BURST = 4
 
+# A UDP receive that fails is retried after a pause, at most this many times in a row;
+# then (or at once for an error that is not transient) that socket is no longer read
+# until the next rebind (wireguard-go RoutineReceiveIncoming's "death spiral").
+UDP_RECEIVE_RETRIES = 10
+UDP_RECEIVE_RETRY_PAUSE = 1.0 / 3.0
+
 DEFAULT_MTU = 1420
 DEFAULT_PORT = 0  # random
 

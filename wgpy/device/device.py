@@ -43,7 +43,8 @@ from typing import Callable
 from wgpy.constants import (
     INLINE_HANDSHAKE_BURST, INLINE_HANDSHAKES_PER_SECOND, MAX_BATCH,
     MAX_QUEUED_INCOMING_HANDSHAKES, MESSAGE_COOKIE_REPLY, MESSAGE_INITIATION,
-    MESSAGE_RESPONSE, MESSAGE_TRANSPORT, TRANSPORT_MIN_SIZE,
+    MESSAGE_RESPONSE, MESSAGE_TRANSPORT, TRANSPORT_MIN_SIZE, UDP_RECEIVE_RETRIES,
+    UDP_RECEIVE_RETRY_PAUSE,
 )
 from wgpy.device import clock
 from wgpy.device.bind import Bind, Endpoint, Local, SendError
@@ -61,6 +62,11 @@ __all__ = ["Device"]
 POLL_INTERVAL = 1.0  # how often blocked threads look at the stop flag
 TIMER_MAX_SLEEP = 1.0
 _TRANSPORT_WORD = MESSAGE_TRANSPORT.to_bytes(4, "little")
+# Receive errors worth retrying: what Go's net.Error calls Temporary() (syscall.Errno:
+# EINTR, EMFILE, ENFILE and the timeouts; net.OpError adds ECONNRESET, ECONNABORTED).
+_TRANSIENT = frozenset((errno.EINTR, errno.EMFILE, errno.ENFILE, errno.EAGAIN, errno.ETIMEDOUT,
+                        errno.ECONNRESET, errno.ECONNABORTED))
+_FAMILY = {"AF_INET": "v4", "AF_INET6": "v6"}
 _b64 = __import__("base64").b64encode
 
 
@@ -292,9 +298,10 @@ class Device:
                 self._drop(DropReason.TUN_WRITE_FAILED, 1)
 
     @staticmethod
-    def _wait_readable(fds: list[int], waker: _Waker) -> list[int]:
+    def _wait_readable(fds: list[int], waker: _Waker,
+                       timeout: float = POLL_INTERVAL) -> list[int]:
         try:
-            ready, _, _ = select.select(fds + [waker.r], [], [], POLL_INTERVAL)
+            ready, _, _ = select.select(fds + [waker.r], [], [], timeout)
         except (OSError, ValueError):
             return []  # an fd was closed under us (rebind): the caller looks again
         if waker.r in ready:
@@ -341,22 +348,63 @@ class Device:
         self.execute(actions)
 
     def _udp_reader(self) -> None:
+        failing: dict[object, tuple[int, float]] = {}  # socket -> (errors in a row, resume at)
         while not self.stopped.is_set():
             self._bind_changed.clear()
             socks = {s.fileno(): s for s in self.bind.sockets}
-            ready = self._wait_readable(list(socks), self._wake_udp)
+            timeout = POLL_INTERVAL
+            if failing:
+                socks, timeout = self._not_resting(socks, failing)
+            ready = self._wait_readable(list(socks), self._wake_udp, timeout)
             if self._bind_changed.is_set():
                 continue
             for fd in ready:
+                sock = socks[fd]
                 try:
-                    batch = self.bind.recv_batch(socks[fd], MAX_BATCH)
+                    batch = self.bind.recv_batch(sock, MAX_BATCH)  # type: ignore[arg-type]
                 except OSError as exc:
                     if self._bind_changed.is_set() or exc.errno == errno.EBADF:
                         break
-                    self.log.verbose("UDP receive failed: %s", exc.strerror)
+                    self._receive_failed(sock, exc, failing)
                     continue
+                if failing:
+                    failing.pop(sock, None)
                 if batch:
                     self._decrypt_batch(batch)
+
+    @staticmethod
+    def _not_resting(socks: dict[int, object], failing: dict[object, tuple[int, float]]
+                     ) -> tuple[dict[int, object], float]:
+        """The sockets to read now (not pausing after an error, not given up on) and how long
+        to wait before one resumes; forgets the sockets a rebind replaced."""
+        for sock in [s for s in failing if s not in socks.values()]:
+            del failing[sock]
+        now = clock.now()
+        timeout = POLL_INTERVAL
+        live = {}
+        for fd, sock in socks.items():
+            resume = failing.get(sock, (0, 0.0))[1]
+            if resume <= now:
+                live[fd] = sock
+            else:
+                timeout = min(timeout, resume - now)
+        return live, timeout
+
+    def _receive_failed(self, sock: object, exc: OSError,
+                        failing: dict[object, tuple[int, float]]) -> None:
+        """wireguard-go's receive routine: a transient error pauses that socket for
+        UDP_RECEIVE_RETRY_PAUSE, up to UDP_RECEIVE_RETRIES times in a row (a datagram read
+        resets the count); after that, or at once for any other error, the socket is not read
+        again until the next rebind. The device goes on (sending, the other family)."""
+        family = _FAMILY.get(getattr(getattr(sock, "family", None), "name", ""), "?")
+        errors = failing.get(sock, (0, 0.0))[0]
+        self.log.verbose("Failed to receive %s packet: %s", family, exc.strerror or exc)
+        if exc.errno in _TRANSIENT and errors < UDP_RECEIVE_RETRIES:
+            failing[sock] = (errors + 1, clock.now() + UDP_RECEIVE_RETRY_PAUSE)
+            return
+        failing[sock] = (errors + 1, float("inf"))
+        self.log.error("UDP receive %s stopped after %d errors in a row (%s) until the next "
+                       "rebind", family, errors + 1, exc.strerror or exc)
 
     def _decrypt_batch(self, batch: list[tuple[bytes, Endpoint, Local | None]]) -> None:
         """Classify; decrypt transport data in runs per (receiver index, source) and write
