@@ -24,7 +24,8 @@ from uapi.responses import DeviceInfo, PeerInfo, parse_get_response
 from wgpy.constants import UDP_RECEIVE_RETRIES
 from wgpy.device import device as device_module
 from wgpy.noise import handshake
-from wgpy.noise.actions import DropReason
+from wgpy.device.bind import SendError
+from wgpy.noise.actions import DropReason, SendBatch, SendDatagram
 from wgpy.noise.handshake import StaticIdentity
 from wgpy.noise.keypair import Keypair
 
@@ -307,3 +308,46 @@ def test_a_datagram_between_receive_errors_resets_the_count(
         if node.device.bind.sock4 is fake:  # type: ignore[comparison-overlap]
             node.device.bind.sock4 = None
         fake.close()
+
+
+# --- 5. send errors by cause ----------------------------------------------------------------------
+
+_CAUSES = {
+    errno.ENETUNREACH: DropReason.SEND_FAILED_UNREACHABLE,
+    errno.EHOSTUNREACH: DropReason.SEND_FAILED_UNREACHABLE,
+    errno.EADDRNOTAVAIL: DropReason.SEND_FAILED_UNREACHABLE,
+    errno.ECONNREFUSED: DropReason.SEND_FAILED_UNREACHABLE,
+    errno.ENOBUFS: DropReason.SEND_FAILED_NO_BUFFER,
+    errno.ENOMEM: DropReason.SEND_FAILED_NO_BUFFER,
+    errno.EAGAIN: DropReason.SEND_FAILED_NO_BUFFER,
+    errno.EAFNOSUPPORT: DropReason.SEND_FAILED_NO_SOCKET,
+    errno.EBADF: DropReason.SEND_FAILED_NO_SOCKET,
+    errno.EMSGSIZE: DropReason.SEND_FAILED,
+    errno.EPERM: DropReason.SEND_FAILED,
+    errno.EINVAL: DropReason.SEND_FAILED,
+}
+
+
+def test_send_errors_are_counted_by_cause(node: Node, monkeypatch: pytest.MonkeyPatch) -> None:
+    device = node.device
+    for err, reason in _CAUSES.items():
+        def send(datagrams: list[bytes], endpoint: object, source: object = None,
+                 err: int = err) -> None:
+            raise SendError(err, os.strerror(err), 1)  # the first of the batch went out
+
+        monkeypatch.setattr(device.bind, "send", send)
+        before = dict(device.drops)
+        device.execute([SendBatch([b"x" * 32] * 3, ("192.0.2.9", 9), None)])
+        counted = {r: n - before.get(r, 0) for r, n in device.drops.items()
+                   if n != before.get(r, 0)}
+        assert counted == {reason: 2}, errno.errorcode[err]
+    assert device.drops[DropReason.NO_ENDPOINT] == 0
+    # The real thing: an IPv6 endpoint with no IPv6 socket.
+    monkeypatch.undo()
+    sock6, device.bind.sock6 = device.bind.sock6, None
+    before_no_socket = device.drops[DropReason.SEND_FAILED_NO_SOCKET]
+    try:
+        device.execute([SendDatagram(b"x" * 32, ("::1", 9, 0, 0), None)])
+    finally:
+        device.bind.sock6 = sock6
+    assert device.drops[DropReason.SEND_FAILED_NO_SOCKET] == before_no_socket + 1

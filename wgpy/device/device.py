@@ -52,7 +52,7 @@ from wgpy.device.log import VERBOSE, Logger
 from wgpy.device.tun import Tun
 from wgpy.messages import TRANSPORT_HEADER, classify
 from wgpy.noise.actions import Action, ClearEndpointSource, Drop, DropReason, Schedule
-from wgpy.noise.actions import SendBatch, SendDatagram, WriteToTun
+from wgpy.noise.actions import SendBatch, SendDatagram, WriteToTun, send_failure_reason
 from wgpy.noise.interface import Interface
 from wgpy.noise.peer import Peer
 from wgpy.noise.warmup import rehearse
@@ -277,7 +277,8 @@ class Device:
                 self.bind.send(datagrams, endpoint, source)
                 return
             except SendError as exc:
-                unsent, reason, why = datagrams[exc.sent:], DropReason.SEND_FAILED, exc.strerror
+                unsent, why = datagrams[exc.sent:], exc.strerror
+                reason = send_failure_reason(exc.errno)
         self._drop(reason, len(unsent))
         if peer is not None:
             with self.lock:

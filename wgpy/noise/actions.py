@@ -2,16 +2,21 @@
 
 The core never raises out of the packet path: bad input becomes a `Drop` carrying a reason
 from the closed `DropReason` enum, which the device counts and logs at debug level.
+
+A failed UDP send is counted by its cause (`send_failure_reason` maps the errno): no route
+to the endpoint, no buffer space in the host, no socket for the endpoint's address family,
+or anything else. "No endpoint" is only for a peer that has none.
 """
 
 from __future__ import annotations
 
 import enum
+import errno
 from dataclasses import dataclass
 from typing import Any, Union
 
 __all__ = ["Endpoint", "SendDatagram", "SendBatch", "WriteToTun", "Drop", "DropReason", "Schedule",
-           "ClearEndpointSource", "Action"]
+           "ClearEndpointSource", "Action", "send_failure_reason"]
 
 # A socket address exactly as Python's socket module gives and takes it:
 # (host, port) for IPv4, (host, port, flowinfo, scope_id) for IPv6.
@@ -37,8 +42,27 @@ class DropReason(enum.Enum):
     STAGED_QUEUE_FULL = "staged queue full, oldest packet dropped"
     TUN_WRITE_FAILED = "the TUN refused the packet (link down or queue full)"
     HANDSHAKE_GAVE_UP = "handshake did not complete after REKEY_ATTEMPT_TIME"
-    SEND_FAILED = "the UDP send failed (no socket for the family, no route)"
+    SEND_FAILED_UNREACHABLE = "the UDP send found no route to the endpoint"
+    SEND_FAILED_NO_BUFFER = "the UDP send found no buffer space (socket or host memory)"
+    SEND_FAILED_NO_SOCKET = "no UDP socket for the endpoint's address family"
+    SEND_FAILED = "the UDP send failed (message too long, not permitted, other errors)"
     INTERFACE_DOWN = "the interface is down"
+
+
+_SEND_FAILURES = {
+    **dict.fromkeys((errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN, errno.EHOSTDOWN,
+                     errno.EADDRNOTAVAIL, errno.ECONNREFUSED),
+                    DropReason.SEND_FAILED_UNREACHABLE),
+    **dict.fromkeys((errno.ENOBUFS, errno.ENOMEM, errno.EAGAIN),
+                    DropReason.SEND_FAILED_NO_BUFFER),
+    **dict.fromkeys((errno.EAFNOSUPPORT, errno.EBADF, errno.ENOTSOCK),
+                    DropReason.SEND_FAILED_NO_SOCKET),
+}
+
+
+def send_failure_reason(err: int | None) -> DropReason:
+    """The drop reason for a UDP send that failed with errno `err`."""
+    return _SEND_FAILURES.get(err or 0, DropReason.SEND_FAILED)
 
 
 @dataclass(frozen=True, slots=True)
