@@ -3,23 +3,39 @@
 - `listen(name)` makes the directory (0755) and binds the socket under umask 077, so only
   root may connect. If the path is taken, it dials it: an answer means another daemon owns
   the name (an error for the caller), silence means a stale file, removed and replaced.
-- `UapiServer.serve` accepts connections, each in its own thread (at most MAX_CLIENTS at
-  once), runs the sans-IO `uapi.protocol.ServerConnection` over it and applies `set`
-  operations to the device as they arrive (a `set` is not atomic in wireguard-go either:
-  what came before an error stays), each under the device lock: parsing happens outside
-  it, and a run of allowed IPs is one operation of about a thousand prefixes, so the data
-  path never waits long. A `set` holds the device's `config_lock` from its first line to
-  its end (wireguard-go's ipcMutex), so two clients' sets never interleave: a
-  `replace_peers` from one cannot remove a peer that the other is still giving allowed IPs,
-  which would leave a peer that routes and sends but that `get` does not list. A set must
-  end within SET_DEADLINE of its first line, else the connection is closed and the lock
-  freed, so a stalled client cannot lock the configuration.
+- `UapiServer.serve` is one selector thread that holds every connection that is idle, is
+  sending a request or is being sent a reply: it accepts, reads into the connection's
+  sans-IO `uapi.protocol.ServerConnection`, writes replies as the client takes them, and
+  hands a connection whose parser has an event (a complete `get`, the first line of a
+  `set`, an error) to a worker thread (at most MAX_WORKERS; a connection waits its turn in
+  arrival order). So an idle or trickling client costs a parser and a socket, not a
+  thread, and a client that never reads its reply holds no thread and no lock.
+- Limits, all enforced by the selector: at most MAX_CLIENTS connections (and never so many
+  that the daemon runs out of file descriptors); when full, the connection that has been
+  quiet longest (idle, or trickling a request) is closed to make room for the new one, as
+  wireguard-go serves every connection. A connection with no request in progress is closed
+  after CLIENT_IDLE_TIMEOUT of silence; a request must be whole within REQUEST_DEADLINE of
+  its first byte, however slowly it trickles; a reply must be taken within REPLY_DEADLINE.
+  Memory: a connection holds at most one line of input (the parser refuses lines over
+  64 KiB) plus one read, and at most one reply; unparsed input of all connections is kept
+  under INPUT_BUDGET and unsent replies under REPLY_BUDGET by closing the quietest
+  connections first.
+- A worker applies `set` operations to the device as they arrive (a `set` is not atomic in
+  wireguard-go either: what came before an error stays), each under the device lock:
+  parsing happens outside it, and a run of allowed IPs is one operation of about a
+  thousand prefixes, so the data path never waits long. A `set` holds the device's
+  `config_lock` from its first line to its end (wireguard-go's ipcMutex), so two clients'
+  sets never interleave: a `replace_peers` from one cannot remove a peer that the other is
+  still giving allowed IPs, which would leave a peer that routes and sends but that `get`
+  does not list. The lock is granted in arrival order (a set waits for it at most
+  REQUEST_DEADLINE from its first byte), and a set must end within SET_DEADLINE of getting
+  it, else the connection is closed and the lock freed, so stalled clients cannot lock the
+  configuration, and a `get` waits for the sets before it, not for those after it.
   Several requests may share a connection; they are answered one at a time, in order;
   an unknown operation closes it with no reply.
 - `get` copies the interface and then a few peers at a time under the device lock (all of
-  it under `config_lock`, so it never sees half a set), and formats and sends outside
-  both, in writes of about SEND_SIZE bytes.
-  Input is bounded: the parser refuses lines over 64 KiB and an idle client is dropped.
+  it under `config_lock`, so it never sees half a set), and formats outside both, into
+  pieces of about SEND_SIZE bytes that the selector sends.
 - The server watches its socket file: deleting it stops the daemon (wireguard-go uses
   inotify; a 0.5 s lstat poll does the same here), and a clean exit unlinks it.
 """
@@ -28,16 +44,19 @@ from __future__ import annotations
 
 import errno
 import os
+import resource
+import selectors
 import socket
 import stat
 import sys
 import threading
+from collections import deque
 from typing import TYPE_CHECKING
 
 from uapi.errors import UapiError
 from uapi.protocol import (
-    NEED_DATA, CloseConnection, GetRequest, RequestError, ServerConnection, SetRequestEnd,
-    SetRequestStart, format_errno,
+    NEED_DATA, CloseConnection, Event, GetRequest, RequestError, ServerConnection,
+    SetRequestEnd, SetRequestStart, format_errno,
 )
 from uapi.responses import format_interface, iter_peer
 from wgpy.device import clock
@@ -49,10 +68,18 @@ if TYPE_CHECKING:
 __all__ = ["SOCKET_DIR", "listen", "UapiServer", "SocketInUse"]
 
 SOCKET_DIR = "/var/run/wireguard"
-MAX_CLIENTS = 64
-CLIENT_IDLE_TIMEOUT = 30.0
-SET_DEADLINE = 30.0  # a set holding config_lock must end within this time of its start
+MAX_CLIENTS = 1024  # connections at once; when full, the quietest one makes room
+FD_RESERVE = 64  # file descriptors never taken by UAPI connections (TUN, sockets, netlink)
+CLIENT_IDLE_TIMEOUT = 30.0  # silence allowed between requests
+REQUEST_DEADLINE = 30.0  # a request must be whole within this of its first byte
+SET_DEADLINE = 30.0  # a set holding config_lock must end within this time of getting it
+REPLY_DEADLINE = 30.0  # a reply must be taken by the client within this time
+INPUT_BUDGET = 8 << 20  # unparsed input held for all connections together
+REPLY_BUDGET = 64 << 20  # unsent replies held for all connections together
+MAX_WORKERS = 8  # threads that answer requests (sets mostly wait for each other)
+WORKER_IDLE = 5.0  # a worker with nothing to do for this long exits
 WATCH_INTERVAL = 0.5
+SWEEP_INTERVAL = 0.2  # how often deadlines are checked
 # Larger reads gain nothing measurable, and what a read takes in decides how much of a
 # failed set is dropped (wireguard-go drops what it had buffered; compat tests compare).
 RECV_SIZE = 1 << 16
@@ -128,14 +155,99 @@ def listen(name: str, directory: str = SOCKET_DIR) -> socket.socket:
     return sock
 
 
+class _FifoLock:
+    """A lock granted in the order it was asked for (threading.Lock is not fair): a `get`
+    queued behind stalled sets waits for their deadlines, not for every set that comes
+    after it too."""
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._held = False
+        self._waiters: deque[threading.Event] = deque()
+
+    def acquire(self, timeout: float | None = None) -> bool:
+        with self._mutex:
+            if not self._held:
+                self._held = True
+                return True
+            turn = threading.Event()
+            self._waiters.append(turn)
+        turn.wait(timeout)
+        with self._mutex:
+            if turn.is_set():  # handed over, even if the wait timed out just then
+                return True
+            self._waiters.remove(turn)
+            return False
+
+    def release(self) -> None:
+        with self._mutex:
+            if self._waiters:
+                self._waiters.popleft().set()  # handed over: stays held
+            else:
+                self._held = False
+
+
+_READING, _QUEUED, _WORKING, _WRITING = range(4)
+
+
+class _Conn:
+    """One connection. The selector owns it while READING or WRITING, one worker while
+    WORKING; while QUEUED (waiting for a worker) the selector may still close it."""
+
+    __slots__ = ("sock", "parser", "state", "registered", "last_active", "request_start",
+                 "pending_in", "event", "out", "out_size", "reply_deadline", "replied",
+                 "dead")
+
+    def __init__(self, sock: socket.socket, now: float) -> None:
+        self.sock = sock
+        self.parser = ServerConnection()
+        self.state = _READING
+        self.registered = 0  # selector events it is registered for
+        self.last_active = now  # last byte read or written (or accepted)
+        self.request_start: float | None = None  # first byte of the request in progress
+        self.pending_in = 0  # bytes read since the selector last saw the parser idle
+        self.event: Event | None = None  # the event a worker is to handle
+        self.out: deque[memoryview] = deque()  # the reply being sent
+        self.out_size = 0
+        self.reply_deadline = 0.0
+        self.replied = False  # a reply went out since the parser last needed data
+        self.dead = False  # a worker wants it closed
+
+
+def _fd_limit() -> int:
+    try:
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (OSError, ValueError):
+        return MAX_CLIENTS
+    if soft == resource.RLIM_INFINITY:
+        return MAX_CLIENTS
+    return max(min(MAX_CLIENTS, soft - FD_RESERVE), 1)
+
+
 class UapiServer:
     def __init__(self, device: Device, listener: socket.socket) -> None:
         self.device = device
         self.listener = listener
         self.path = listener.getsockname()
         self._identity = self._stat()
-        self._clients = threading.BoundedSemaphore(MAX_CLIENTS)
         self.closed = False
+        self._conns: dict[int, _Conn] = {}  # by file descriptor
+        self._sel: selectors.BaseSelector | None = None
+        self._input_total = 0
+        self._reply_total = 0
+        self._accept_paused_until = 0.0
+        self._turn = _FifoLock()  # UAPI's way to config_lock, in arrival order
+        # Workers and the hand-back of their connections.
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._work_lock = threading.Lock()
+        self._work_ready = threading.Condition(self._work_lock)
+        self._queue: deque[_Conn] = deque()
+        self._workers = 0
+        self._idle_workers = 0
+        self._returns: deque[_Conn] = deque()
+        self._serving = False
 
     def _stat(self) -> tuple[int, int] | None:
         try:
@@ -144,31 +256,64 @@ class UapiServer:
             return None
         return (st.st_ino, st.st_dev) if stat.S_ISSOCK(st.st_mode) else None
 
+    @property
+    def connections(self) -> int:  # held now, for tests
+        return len(self._conns)
+
+    # --- the selector thread -----------------------------------------------------------------
+
     def serve(self) -> None:
         """Thread body of `uapi_accept`: runs until the device stops or the file goes."""
-        self.listener.settimeout(WATCH_INTERVAL)
         device = self.device
         if self._identity is None:
             device.stop("UAPI socket deleted")  # before we even started
             return
-        while not device.stopped.is_set():
-            if self._stat() != self._identity:
-                device.stop("UAPI socket deleted")
-                return
-            try:
-                conn, _ = self.listener.accept()
-            except TimeoutError:
-                continue
-            except OSError as exc:
-                if self.closed:
-                    return
-                device.log.error("UAPI accept failed: %s", exc)
-                continue
-            if not self._clients.acquire(blocking=False):
-                conn.close()  # too many at once
-                continue
-            threading.Thread(target=self._serve_client, args=(conn,), name="uapi_conn",
-                             daemon=True).start()
+        sel = self._sel = selectors.DefaultSelector()
+        with self._work_lock:
+            self._serving = True
+        try:
+            self.listener.setblocking(False)
+            sel.register(self.listener, selectors.EVENT_READ)
+            sel.register(self._wake_r, selectors.EVENT_READ)
+            next_watch = next_sweep = 0.0
+            while not device.stopped.is_set() and not self.closed:
+                now = clock.now()
+                if now >= next_watch:
+                    if self._stat() != self._identity:
+                        device.stop("UAPI socket deleted")
+                        return
+                    next_watch = now + WATCH_INTERVAL
+                if now >= next_sweep:
+                    self._sweep(now)
+                    next_sweep = now + SWEEP_INTERVAL
+                    if self._accept_paused_until and now >= self._accept_paused_until:
+                        self._accept_paused_until = 0.0
+                        sel.register(self.listener, selectors.EVENT_READ)
+                timeout = max(min(next_watch, next_sweep) - clock.now(), 0.0)
+                for key, mask in sel.select(timeout):
+                    fileobj = key.fileobj
+                    if fileobj is self.listener:
+                        self._accept()
+                    elif fileobj is self._wake_r:
+                        self._take_returns()
+                    else:
+                        conn: _Conn = key.data
+                        if conn.sock.fileno() < 0 or conn.state == _WORKING:
+                            continue
+                        if mask & selectors.EVENT_WRITE and conn.state == _WRITING:
+                            self._write(conn)
+                        elif mask & selectors.EVENT_READ and conn.state == _READING:
+                            self._read(conn)
+        finally:
+            with self._work_lock:
+                self._serving = False
+                self._work_ready.notify_all()
+            for conn in list(self._conns.values()):
+                if conn.state != _WORKING:
+                    self._close(conn)
+            while self._returns:
+                self._close(self._returns.popleft())
+            sel.close()
 
     def close(self) -> None:
         """Stop listening and unlink the socket, if it is still ours."""
@@ -179,98 +324,359 @@ class UapiServer:
             except OSError:
                 pass
         self.listener.close()
+        self._wake()
 
-    def _serve_client(self, conn: socket.socket) -> None:
+    def _wake(self) -> None:
         try:
-            conn.settimeout(CLIENT_IDLE_TIMEOUT)
-            self._converse(conn)
+            self._wake_w.send(b"\0")
         except OSError:
+            pass  # full: the selector is awake already
+
+    def _watch(self, conn: _Conn, events: int) -> None:
+        sel = self._sel
+        assert sel is not None
+        if events == conn.registered:
+            return
+        if not events:
+            sel.unregister(conn.sock)
+        elif not conn.registered:
+            sel.register(conn.sock, events, conn)
+        else:
+            sel.modify(conn.sock, events, conn)
+        conn.registered = events
+
+    def _close(self, conn: _Conn) -> None:
+        if conn.registered and self._sel is not None:
+            try:
+                self._sel.unregister(conn.sock)
+            except (KeyError, ValueError):
+                pass
+            conn.registered = 0
+        fd = conn.sock.fileno()
+        if fd >= 0 and self._conns.get(fd) is conn:
+            del self._conns[fd]
+        self._input_total -= conn.pending_in
+        self._reply_total -= conn.out_size
+        conn.pending_in = conn.out_size = 0
+        conn.out.clear()
+        conn.sock.close()
+
+    def _accept(self) -> None:
+        limit = _fd_limit()
+        for _ in range(64):
+            try:
+                sock, _ = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if self.closed:
+                    return
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    if self._evict("out of file descriptors", None):
+                        continue
+                    # Nothing to close: stop accepting for a moment instead of spinning.
+                    assert self._sel is not None
+                    self._sel.unregister(self.listener)
+                    self._accept_paused_until = clock.now() + SWEEP_INTERVAL
+                self.device.log.error("UAPI accept failed: %s", exc)
+                return
+            if len(self._conns) >= limit and not self._evict("connections full", None):
+                sock.close()  # every connection is being answered: nothing to close
+                continue
+            sock.setblocking(False)
+            conn = _Conn(sock, clock.now())
+            self._conns[sock.fileno()] = conn
+            self._watch(conn, selectors.EVENT_READ)
+
+    def _evict(self, why: str, spare: _Conn | None, holding_input: bool = False) -> bool:
+        """Close the connection quiet for longest: idle or reading a request first, then
+        one waiting for a worker, then one whose reply stalls; never one a worker has.
+        With `holding_input`, only one that holds unparsed input. False if there is none."""
+        for state in (_READING, _QUEUED, _WRITING):
+            victim = None
+            for conn in self._conns.values():
+                if conn.state == state and conn is not spare and (
+                        victim is None or conn.last_active < victim.last_active) and (
+                        conn.pending_in or not holding_input):
+                    victim = conn
+            if victim is None:
+                continue
+            if state == _QUEUED:
+                with self._work_lock:
+                    if victim.state != _QUEUED:
+                        continue  # a worker took it just now
+                    self._queue.remove(victim)
+            break
+        else:
+            return False
+        self.device.log.verbose("UAPI: %s, closing the connection quiet for %.1f s", why,
+                                clock.now() - victim.last_active)
+        self._close(victim)
+        return True
+
+    def _sweep(self, now: float) -> None:
+        for conn in list(self._conns.values()):
+            if conn.state == _READING:
+                if conn.request_start is not None:
+                    if now - conn.request_start > REQUEST_DEADLINE:
+                        self.device.log.verbose("UAPI: request not complete within %g s",
+                                                REQUEST_DEADLINE)
+                        self._close(conn)
+                elif now - conn.last_active > CLIENT_IDLE_TIMEOUT:
+                    self._close(conn)
+            elif conn.state == _WRITING and now > conn.reply_deadline:
+                self.device.log.verbose("UAPI: reply not taken within %g s", REPLY_DEADLINE)
+                self._close(conn)
+
+    def _read(self, conn: _Conn) -> None:
+        try:
+            data = conn.sock.recv(RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self._close(conn)
+            return
+        now = clock.now()
+        conn.last_active = now
+        if data and conn.request_start is None:
+            conn.request_start = now
+        conn.parser.receive_data(data)
+        conn.pending_in += len(data)
+        self._input_total += len(data)
+        self._advance(conn)
+        if not data and conn.state == _READING:
+            self._close(conn)  # end of input and nothing left to answer
+        while self._input_total > INPUT_BUDGET and self._evict("input budget", conn, True):
             pass
+
+    def _advance(self, conn: _Conn) -> None:
+        """The selector owns `conn` and has no reply for it: hand its next event to a
+        worker, or wait for more input."""
+        try:
+            event = conn.parser.next_event()
         except Exception as exc:  # never let a client take the daemon down
             self.device.log.error("UAPI connection failed: %r", exc)
-        finally:
-            conn.close()
-            self._clients.release()
+            self._close(conn)
+            return
+        if event is NEED_DATA:
+            if conn.replied:
+                conn.parser.end_skip()  # what comes after our reply is a new request
+                conn.replied = False
+            conn.state = _READING
+            self._watch(conn, selectors.EVENT_READ)
+            return
+        if isinstance(event, CloseConnection):
+            self._close(conn)
+            return
+        conn.event = event  # type: ignore[assignment]
+        if conn.request_start is None:  # pipelined after the previous request
+            conn.request_start = clock.now()
+        conn.state = _QUEUED
+        self._watch(conn, 0)
+        self._dispatch(conn)
 
-    def _converse(self, conn: socket.socket) -> None:
-        parser = ServerConnection()
-        txn: SetTransaction | None = None
-        config_lock = self.device.config_lock
+    def _write(self, conn: _Conn) -> None:
+        out = conn.out
+        sent = 0
+        try:
+            while out:
+                piece = out[0]
+                n = conn.sock.send(piece)
+                sent += n
+                if n < len(piece):
+                    out[0] = piece[n:]
+                    break
+                out.popleft()
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError:
+            self._close(conn)
+            return
+        finally:
+            conn.out_size -= sent
+            self._reply_total -= sent
+        if sent:
+            conn.last_active = clock.now()
+        if not out:
+            self._advance(conn)
+
+    def _take_returns(self) -> None:
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except (BlockingIOError, InterruptedError):
+            pass
+        while self._returns:
+            conn = self._returns.popleft()
+            conn.request_start = None
+            self._input_total -= conn.pending_in  # what it had read was consumed
+            conn.pending_in = 0
+            if conn.dead or self.closed:
+                self._close(conn)
+                continue
+            conn.sock.setblocking(False)
+            now = clock.now()
+            conn.last_active = now
+            if conn.out:
+                conn.state = _WRITING
+                conn.reply_deadline = now + REPLY_DEADLINE
+                self._reply_total += conn.out_size
+                while self._reply_total > REPLY_BUDGET and self._evict("reply budget", conn):
+                    pass
+                self._write(conn)  # most replies fit the socket's buffer
+                if conn.state == _WRITING and conn.sock.fileno() >= 0:
+                    self._watch(conn, selectors.EVENT_WRITE)
+            else:
+                self._advance(conn)
+
+    # --- workers -------------------------------------------------------------------------------
+
+    def _dispatch(self, conn: _Conn) -> None:
+        with self._work_lock:
+            self._queue.append(conn)
+            if self._idle_workers:
+                self._work_ready.notify()
+                return
+            if self._workers >= MAX_WORKERS:
+                return  # it waits its turn
+            self._workers += 1
+        threading.Thread(target=self._work, name="uapi_conn", daemon=True).start()
+
+    def _give_back(self, conn: _Conn) -> None:
+        with self._work_lock:
+            if self._serving:
+                self._returns.append(conn)
+                conn = None  # type: ignore[assignment]
+        if conn is None:
+            self._wake()
+        else:
+            conn.sock.close()
+
+    def _work(self) -> None:
+        while True:
+            with self._work_lock:
+                self._idle_workers += 1
+                while not self._queue and self._serving:
+                    if not self._work_ready.wait(WORKER_IDLE) and not self._queue:
+                        break
+                self._idle_workers -= 1
+                if not self._queue or not self._serving:
+                    self._workers -= 1
+                    return
+                conn = self._queue.popleft()
+                conn.state = _WORKING
+            try:
+                with _ShortSwitchInterval():
+                    self._serve_request(conn)
+            except OSError:
+                conn.dead = True
+            except Exception as exc:  # never let a client take the daemon down
+                self.device.log.error("UAPI connection failed: %r", exc)
+                conn.dead = True
+            self._give_back(conn)
+
+    def _lock_config(self, timeout: float | None) -> bool:
+        if not self._turn.acquire(timeout):
+            return False
+        self.device.config_lock.acquire()
+        return True
+
+    def _unlock_config(self) -> None:
+        self.device.config_lock.release()
+        self._turn.release()
+
+    def _serve_request(self, conn: _Conn) -> None:
+        """One request whose first event the parser gave: leaves its reply in `conn.out`,
+        or sets `conn.dead`."""
+        event, conn.event = conn.event, None
+        device = self.device
+        reply: list[bytes]
+        if isinstance(event, GetRequest):
+            reply = self._answer_get()
+        elif isinstance(event, SetRequestStart):
+            assert conn.request_start is not None
+            wait = conn.request_start + REQUEST_DEADLINE - clock.now()
+            if wait <= 0 or not self._lock_config(wait):
+                device.log.verbose("UAPI: set not started within %g s", REQUEST_DEADLINE)
+                conn.dead = True
+                return
+            reply = self._apply_set(conn)
+            if not reply:
+                conn.dead = True
+                return
+        elif isinstance(event, RequestError):
+            device.log.verbose("UAPI: %s", event.message)
+            reply = [format_errno(event.errno)]
+        else:  # an operation outside a set cannot come from the parser
+            conn.dead = True
+            return
+        conn.replied = True
+        conn.out.extend(memoryview(piece) for piece in reply)
+        conn.out_size = sum(len(piece) for piece in reply)
+
+    def _apply_set(self, conn: _Conn) -> list[bytes]:
+        """The rest of a set, holding config_lock (taken by the caller, released here);
+        [] if the client stalled or left in the middle of it."""
+        device = self.device
+        parser = conn.parser
+        txn = SetTransaction(device)
+        txn.deadline = clock.now() + SET_DEADLINE
+        held = True
         try:
             while True:
-                if txn is not None:  # bounded: the set holds config_lock
-                    conn.settimeout(max(txn.deadline - clock.now(), 0.001))
-                data = conn.recv(RECV_SIZE)
-                with _ShortSwitchInterval():
-                    txn = self._handle(conn, parser, data, txn)
-                if txn is None:
-                    conn.settimeout(CLIENT_IDLE_TIMEOUT)
-                if parser.closed or not data:
-                    return
-        finally:
-            if txn is not None:  # the client left or stalled in the middle of a set
-                self.device.execute(txn.actions)
-                config_lock.release()
-
-    def _handle(self, conn: socket.socket, parser: ServerConnection, data: bytes,
-                txn: SetTransaction | None) -> SetTransaction | None:
-        """Every request that `data` completes, answered one at a time, in order; returns
-        the set still open, if any."""
-        device = self.device
-        parser.receive_data(data)
-        replied = False
-        while True:
-            event = parser.next_event()
-            if event is NEED_DATA or isinstance(event, CloseConnection):
-                break
-            if isinstance(event, GetRequest):
-                self._answer_get(conn)
-                replied = True
-            elif isinstance(event, SetRequestStart):
-                device.config_lock.acquire()  # released where txn ends
-                txn = SetTransaction(device)
-                txn.deadline = clock.now() + SET_DEADLINE
-            elif isinstance(event, SetRequestEnd):
-                if txn is not None:
+                event = parser.next_event()
+                if event is NEED_DATA:
+                    remaining = txn.deadline - clock.now()
+                    if remaining <= 0:
+                        device.log.verbose("UAPI: set not ended within %g s", SET_DEADLINE)
+                        return []
+                    conn.sock.settimeout(remaining)
+                    try:
+                        data = conn.sock.recv(RECV_SIZE)
+                    except TimeoutError:
+                        device.log.verbose("UAPI: set not ended within %g s", SET_DEADLINE)
+                        return []
+                    parser.receive_data(data)
+                    continue
+                if isinstance(event, SetRequestEnd):
                     try:
                         with device.lock:
                             txn.finish(clock.now())
                     finally:
-                        device.config_lock.release()
+                        held = False
+                        self._unlock_config()
                     device.execute(txn.actions)
-                txn = None
-                conn.sendall(format_errno(0))
-                replied = True
-            elif isinstance(event, RequestError):
-                device.log.verbose("UAPI: %s", event.message)
-                if txn is not None:
-                    device.config_lock.release()
+                    return [format_errno(0)]
+                if isinstance(event, RequestError):
+                    device.log.verbose("UAPI: %s", event.message)
+                    held = False
+                    self._unlock_config()
                     device.execute(txn.actions)
-                txn = None
-                conn.sendall(format_errno(event.errno))
-                replied = True
-            elif txn is not None:
+                    return [format_errno(event.errno)]
+                if isinstance(event, (CloseConnection, GetRequest, SetRequestStart)):
+                    return []  # not from a parser in a set
                 try:
                     with device.lock:
                         txn.apply(event, clock.now())  # type: ignore[arg-type]
                 except UapiError as exc:
                     device.log.verbose("UAPI: %s", exc)
                     parser.abort_set()  # the parser skips the rest of this set
-                    device.config_lock.release()
+                    held = False
+                    self._unlock_config()
                     device.execute(txn.actions)
-                    txn = None
-                    conn.sendall(format_errno(exc.errno))
-                    replied = True
-        if replied:
-            parser.end_skip()  # what comes after our reply is a new request
-        return txn
+                    return [format_errno(exc.errno)]
+        finally:
+            if held:  # the client left or stalled in the middle of a set
+                self._unlock_config()
+                device.execute(txn.actions)
 
-    def _answer_get(self, conn: socket.socket) -> None:
+    def _answer_get(self) -> list[bytes]:
         """The reply to one `get`: copied under `config_lock` (never half a set), with the
-        device lock held only to copy a few peers at a time; formatted and sent outside
-        both, so neither the data path nor other clients wait for a slow reader."""
+        device lock held only to copy a few peers at a time; formatted outside both, into
+        pieces of about SEND_SIZE bytes that the selector sends as the client reads."""
         device = self.device
-        with device.config_lock:
+        self._lock_config(None)
+        try:
             with device.lock:
                 head = format_interface(interface_info(device))
                 peers = list(device.iface.peers.values())
@@ -278,13 +684,17 @@ class UapiServer:
             for i in range(0, len(peers), PEERS_PER_HOLD):
                 with device.lock:
                     infos += [peer_info(device, peer) for peer in peers[i:i + PEERS_PER_HOLD]]
+        finally:
+            self._unlock_config()
+        pieces: list[bytes] = []
         out, size = [head], len(head)
         for info in infos:
             for piece in iter_peer(info):
                 out.append(piece)
                 size += len(piece)
                 if size >= SEND_SIZE:
-                    conn.sendall(b"".join(out))
+                    pieces.append(b"".join(out))
                     out, size = [], 0
         out.append(format_errno(0))
-        conn.sendall(b"".join(out))
+        pieces.append(b"".join(out))
+        return pieces
