@@ -7,8 +7,10 @@ from __future__ import annotations
 import base64
 import errno
 import os
+import random
 import re
 import socket
+import struct
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,10 +19,12 @@ import pytest
 
 from helpers import Pair
 from test_device import Node
+from test_tunoffload import checksum, roundtrip, stream, tcp_segment
 from uapi.errors import UapiError
 from uapi.operations import PeerPresharedKey, SetPrivateKey
 from uapi.protocol import CloseConnection, RequestError, ServerConnection
 from uapi.responses import DeviceInfo, PeerInfo, parse_get_response
+from wgpy import tunoffload
 from wgpy.constants import UDP_RECEIVE_RETRIES
 from wgpy.device import device as device_module
 from wgpy.noise import handshake
@@ -28,6 +32,7 @@ from wgpy.device.bind import SendError
 from wgpy.noise.actions import DropReason, SendBatch, SendDatagram
 from wgpy.noise.handshake import StaticIdentity
 from wgpy.noise.keypair import Keypair
+from wgpy.tunoffload import NO_OFFLOAD, coalesce
 
 
 @pytest.fixture
@@ -351,3 +356,83 @@ def test_send_errors_are_counted_by_cause(node: Node, monkeypatch: pytest.Monkey
     finally:
         device.bind.sock6 = sock6
     assert device.drops[DropReason.SEND_FAILED_NO_SOCKET] == before_no_socket + 1
+
+
+# --- 6. TCP coalescing: headers that disagree, bad checksums --------------------------------------
+
+def _with(packet: bytes, offset: int, value: int, *, fix_ip: bool = True) -> bytes:
+    """`packet` with one byte changed; the IPv4 header checksum fixed again if `fix_ip`."""
+    p = bytearray(packet)
+    p[offset] = value
+    if fix_ip and p[0] >> 4 == 4:
+        p[10:12] = b"\0\0"
+        p[10:12] = checksum(bytes(p[:20])).to_bytes(2, "big")
+    return bytes(p)
+
+
+def _tcp_fixed(packet: bytes) -> bytes:
+    """`packet` with its TCP checksum recomputed (after a change in the TCP header)."""
+    p = bytearray(packet)
+    ip_len = 20 if p[0] >> 4 == 4 else 40
+    p[ip_len + 16:ip_len + 18] = b"\0\0"
+    tcp = bytes(p[ip_len:])
+    if ip_len == 20:
+        pseudo = bytes(p[12:20]) + struct.pack("!xBH", 6, len(tcp))
+    else:
+        pseudo = bytes(p[8:40]) + struct.pack("!LxxxB", len(tcp), 6)
+    p[ip_len + 16:ip_len + 18] = checksum(pseudo + tcp).to_bytes(2, "big")
+    return bytes(p)
+
+
+# (name, v6, offset, value, fix_tcp): one header field of the middle segment made different.
+_DISAGREE = [
+    ("DF", False, 6, 0x00, False), ("reserved flag", False, 6, 0xC0, False),
+    ("TTL", False, 8, 63, False), ("TOS", False, 1, 0x10, False), ("ECN CE", False, 1, 0x03, False),
+    ("TCP reserved bits", False, 20 + 12, 0x51, True), ("urgent pointer", False, 20 + 19, 7, True),
+    ("traffic class", True, 1, 0x10, False), ("flow label", True, 3, 0x01, False),
+    ("hop limit", True, 7, 63, False), ("v6 urgent pointer", True, 40 + 19, 7, True),
+]
+
+
+@pytest.mark.parametrize("name, v6, offset, value, fix_tcp", _DISAGREE,
+                         ids=[d[0] for d in _DISAGREE])
+def test_segments_whose_headers_disagree_do_not_merge(name: str, v6: bool, offset: int,
+                                                      value: int, fix_tcp: bool) -> None:
+    packets = stream(5, v6=v6)
+    odd = _with(packets[2], offset, value)
+    packets[2] = _tcp_fixed(odd) if fix_tcp else odd
+    writes = coalesce(packets)
+    alone = [bytes(w[1]) for w in writes if bytes(w[0]) == NO_OFFLOAD]
+    assert packets[2] in alone, name  # the odd one is not folded into a super-packet
+    assert roundtrip(packets) == packets
+
+
+@pytest.mark.parametrize("where", [0, 2, 4])
+@pytest.mark.parametrize("what, v6", [("tcp", False), ("tcp", True), ("ip", False)])
+def test_a_segment_with_a_bad_checksum_is_written_alone(v6: bool, where: int, what: str) -> None:
+    """A super-packet goes with NEEDS_CSUM: the kernel would fill in a checksum for the bad
+    segment instead of dropping it. It is written alone, as it came, for the kernel to drop."""
+    packets = stream(6, v6=v6)
+    bad = bytearray(packets[where])
+    if what == "tcp":
+        bad[-1] ^= 0x40  # the payload changed, the checksum not
+    else:
+        bad[10] ^= 0x01  # the IPv4 header checksum itself
+    packets[where] = bytes(bad)
+    writes = coalesce(packets)
+    assert [NO_OFFLOAD, packets[where]] in [[bytes(b) for b in w] for w in writes]
+    assert roundtrip(packets) == packets  # nothing "repaired"
+    assert len(writes) <= 3  # the good ones on either side still merge
+
+
+def test_checksum_check_agrees_with_the_textbook_sum() -> None:
+    rng = random.Random(9)
+    for size in [1, 2, 3, 7, 8, 100, 1379, 1380, 1440, 1441, 9000, 20000]:
+        for v6 in (False, True):
+            p = tcp_segment(rng.randrange(1 << 32), rng.randbytes(size), v6=v6)
+            ip_len = 40 if v6 else 20
+            assert tunoffload._is_zero_mod_ffff(tunoffload._tcp_sum(p, ip_len))
+            assert tunoffload._ip_ok(p, ip_len)
+            flipped = bytearray(p)
+            flipped[rng.randrange(ip_len, len(p))] ^= 1 << rng.randrange(8)
+            assert not tunoffload._is_zero_mod_ffff(tunoffload._tcp_sum(bytes(flipped), ip_len))
