@@ -122,6 +122,14 @@ class Daemon:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def rss_kib(self) -> int:
+        """VmRSS of the daemon's process (`ip netns exec` execs it: same pid)."""
+        assert self.proc is not None
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise AssertionError("no VmRSS")
+
 
 class Lab:
     def __init__(self, tmp: Path | None = None) -> None:
@@ -147,8 +155,9 @@ class Lab:
         ns.run("ip", "link", "set", "lo", "up")
         return ns
 
-    def link(self, a: Namespace, b: Namespace, *addresses: str) -> None:
-        """A veth pair between `a` and `b`; addresses alternate a, b, a, b..."""
+    def link(self, a: Namespace, b: Namespace, *addresses: str) -> tuple[str, str]:
+        """A veth pair between `a` and `b`; addresses alternate a, b, a, b... Returns the
+        names of its two ends (in `a`, in `b`)."""
         n = next(self._n)
         va, vb = f"va{self.tag}{n}"[-15:], f"vb{self.tag}{n}"[-15:]
         run("ip", "link", "add", va, "netns", a.name, "type", "veth", "peer", "name", vb,
@@ -158,6 +167,7 @@ class Lab:
             ns.run("ip", "addr", "add", address, "dev", dev, "nodad")
         a.run("ip", "link", "set", va, "up")
         b.run("ip", "link", "set", vb, "up")
+        return va, vb
 
     def ifname(self) -> str:
         name = f"wgl{self.tag}{next(self._n)}"
