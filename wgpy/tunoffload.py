@@ -24,9 +24,9 @@ segment joins a super-packet, its IPv4 header checksum and its TCP checksum (wit
 header) are verified, as wireguard-go does (checksumValid); one that fails is written alone
 and left for the kernel to drop. The one's complement sum of 16-bit words is congruent to
 the region read as one big-endian integer modulo 0xFFFF (2**16 = 1 mod 0xFFFF): a segment
-costs one `int.from_bytes` and one big-integer addition, and a group one reduction modulo
-0xFFFF (a loop over 16-bit words would cost 10-17 us a segment here). Segments written
-alone are not checked: the kernel verifies those itself.
+costs one `int.from_bytes` and a reduction by digit-aligned folds and one `%` (about 2 us
+for 1420 bytes here; a loop over 16-bit words costs 10-17). Segments written alone are not
+checked: the kernel verifies those itself.
 
 Reads carry a zero header too (we do not ask the kernel for TSO on reads).
 """
@@ -143,21 +143,15 @@ def coalesce(packets: list[bytes]) -> list[list[bytes]]:
     key: tuple[object, ...] = ()
     next_seq = size = total = ip_len = tcp_len = 0
     psh = False
-    # The TCP checksums of a group are verified together: if each segment's sum is 0 modulo
-    # 0xFFFF, so is the sum of the sums, which is added up as segments join (one int addition
-    # each) and reduced once at the end. A group whose sum is not 0 is taken apart segment by
-    # segment (`_split_bad`). IPv4 header checksums are checked as segments join.
-    tcp_sums = 0  # of the group's segments' regions (set when a second segment joins)
-    tcp_consts = 0  # and the protocol and TCP length words of their pseudo headers
+    # Each segment's checksums are verified as it joins (group[0]'s when the second comes).
+    # Not one sum per group: two bad segments can cancel out in a sum of sums (two single-bit
+    # errors do, one time in 32), and each bad one must stay out.
 
     def flush() -> None:
         if len(group) == 1:
             writes.append([NO_OFFLOAD, group[0]])
         elif group:
-            if _is_zero_mod_ffff(tcp_sums + tcp_consts):
-                writes.append(_super_packet(group, ip_len, tcp_len, size, total, psh))
-            else:
-                _split_bad(group, ip_len, tcp_len, writes)
+            writes.append(_super_packet(group, ip_len, tcp_len, size, total, psh))
         group.clear()
 
     for p in packets:
@@ -172,11 +166,9 @@ def coalesce(packets: list[bytes]) -> list[list[bytes]]:
             if (seq == next_seq and payload <= size and p_ip == ip_len and p_tcp == tcp_len
                     and total + payload <= MAX_SUPER and len(group) < MAX_SEGMENTS
                     and _flow_key(p, p_ip, p_tcp) == key):
-                if len(group) == 1:
-                    if _ip_ok(group[0], ip_len):
-                        tcp_sums = _tcp_sum(group[0], ip_len)
-                    else:
-                        flush()  # alone, for the kernel to drop; this one opens a new group
+                if len(group) == 1 and not (_ip_ok(group[0], ip_len)
+                                            and _is_zero_mod_ffff(_tcp_sum(group[0], ip_len))):
+                    flush()  # alone, for the kernel to drop; this one opens a new group
                 if group:
                     if p_ip == 20:
                         if _from_bytes(p[:20], "big") % 0xFFFF:  # the IPv4 header checksum
@@ -188,8 +180,10 @@ def coalesce(packets: list[bytes]) -> list[list[bytes]]:
                         region = _from_bytes(p[8:], "big")
                     if payload & 1:
                         region <<= 8
-                    tcp_sums += region
-                    tcp_consts += 6 + p_tcp + payload
+                    if not _is_zero_mod_ffff(region + 6 + p_tcp + payload):
+                        flush()
+                        writes.append([NO_OFFLOAD, p])  # alone, for the kernel to drop
+                        continue
                     group.append(p)
                     total += payload
                     next_seq = (seq + payload) & 0xFFFFFFFF
@@ -200,7 +194,6 @@ def coalesce(packets: list[bytes]) -> list[list[bytes]]:
             else:
                 flush()
         ip_len, tcp_len, size = p_ip, p_tcp, payload
-        tcp_consts = 0
         total = ip_len + tcp_len + payload
         key = _flow_key(p, p_ip, p_tcp)
         next_seq = (seq + payload) & 0xFFFFFFFF
@@ -210,31 +203,6 @@ def coalesce(packets: list[bytes]) -> list[list[bytes]]:
             flush()
     flush()
     return writes
-
-
-def _split_bad(group: list[bytes], ip_len: int, tcp_len: int, writes: list[list[bytes]]) -> None:
-    """A group with a bad TCP checksum somewhere: each segment that fails goes alone (the
-    kernel drops it), and each run of good ones between them is a super-packet of its own
-    (they are consecutive segments of the group, so still contiguous)."""
-    run: list[bytes] = []
-
-    def emit() -> None:
-        if len(run) == 1:
-            writes.append([NO_OFFLOAD, run[0]])
-        elif run:
-            hdr = ip_len + tcp_len
-            writes.append(_super_packet(run, ip_len, tcp_len, len(run[0]) - hdr,
-                                        hdr + sum(len(q) - hdr for q in run),
-                                        bool(run[-1][ip_len + 13] & _PSH)))
-        run.clear()
-
-    for q in group:
-        if _is_zero_mod_ffff(_tcp_sum(q, ip_len)):
-            run.append(q)
-        else:
-            emit()
-            writes.append([NO_OFFLOAD, q])
-    emit()
 
 
 def _super_packet(group: list[bytes], ip_len: int, tcp_len: int, mss: int, total: int,
