@@ -168,12 +168,13 @@ def build(lab: Lab, pair: str) -> Topology:
     d1, d2 = lab.daemon(ns0, impl1), lab.daemon(ns0, impl2)
     lab.move(d1, ns1)
     lab.move(d2, ns2)
-    # wgpy cannot see a moved TUN's state and takes it as up once the move is seen
-    # (wgpy/device/netlink.py); until then it drops what arrives. Wait for that.
+    # wgpy follows a moved TUN into its new namespace (wgpy/device/netlink.py), where it is
+    # down until `reset` sets it up, as the kernel's device would be. Wait for the move to
+    # be seen, so no test starts before wgpy watches the right namespace.
     for d in (d1, d2):
         if d.impl == "wgpy":
-            assert eventually(lambda: "Interface up" in d.log.read_text(errors="replace")), \
-                d.log_tail()
+            assert eventually(lambda: "moved to another network namespace"
+                              in d.log.read_text(errors="replace")), d.log_tail()
     return Topology(lab, pair, ns0, ns1, ns2, d1, d2)
 
 
@@ -472,17 +473,10 @@ def test_forced_rekey(t: Topology) -> None:
 
 # --- the moved TUN's MTU and link state ---------------------------------------------------------
 
-MOVED_REASON = (
-    "wgpy follows MTU and link state through a netlink socket in the namespace it started "
-    "in; once its TUN is moved to another namespace (netns.sh's topology) it takes the link "
-    "as up for good (wgpy/device/netlink.py) and keeps the MTU it had: after `ip link set "
-    "mtu 1300` in ns1 a 1297-byte packet leaves padded to 1312 (a 1372-byte datagram), and "
-    "after `ip link set down` a handshake is still answered. Debian's wireguard-go has the "
-    "same limitation, the kernel none. With the daemon in its TUN's namespace both pass: "
-    "test_scenarios_net.py")
+# wgpy follows the TUN into the namespace it was moved to (wgpy/device/netlink.py), as the
+# kernel's device is told its state there; Debian's wireguard-go does not.
 
 
-@pytest.mark.xfail(strict=True, reason=MOVED_REASON)
 def test_moved_tun_mtu_is_followed(t: Topology) -> None:
     """After the TUN moved, `ip link set mtu 1300` still bounds wg1's padding: no datagram
     from wg1 is longer than 1300 + 60 bytes (IPv4, UDP, WireGuard header and tag)."""
@@ -499,7 +493,6 @@ def test_moved_tun_mtu_is_followed(t: Topology) -> None:
     assert "counter packets 0 " in rules, rules + t.logs()
 
 
-@pytest.mark.xfail(strict=True, reason=MOVED_REASON)
 def test_moved_tun_link_down_answers_nothing(t: Topology) -> None:
     """After the TUN moved, `ip link set down` in ns1 still stops wg1: no handshake answered."""
     t.ns1.run("ip", "link", "set", t.d1.ifname, "down")

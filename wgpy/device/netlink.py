@@ -4,12 +4,20 @@ network namespace. Never on the packet path.
 RTM_NEWLINK for our interface carries its flags and MTU: IFF_UP turns the device's timers
 and sockets' duties on or off, a new MTU changes the padding limit. An RTM_DELLINK while
 the TUN fd still works means the interface moved to another namespace (netns.sh does
-`ip link set wg1 netns ns1`): we can no longer see its state there, so we take it as up.
+`ip link set wg1 netns ns1`). The kernel's WireGuard device goes on being told its state
+there (a move takes the link down, `wg_stop`, until someone sets it up again), so we follow
+it: the TUN fd names its namespace (TUNGETDEVNETNS), this thread joins that namespace
+(setns only moves the calling thread; the UDP sockets stay where they were, as the
+kernel's do) and watches the interface there, through further moves too. On a kernel
+without TUNGETDEVNETNS we cannot see the state any more and take the link as up.
 A deleted TUN is noticed by the TUN reader (reads fail with EBADFD).
 """
 
 from __future__ import annotations
 
+import ctypes
+import fcntl
+import os
 import select
 from typing import TYPE_CHECKING
 
@@ -22,6 +30,30 @@ __all__ = ["watch_link", "link_state"]
 
 IFF_UP = 0x1
 RTMGRP_LINK = 0x1
+TUNGETDEVNETNS = 0x54E3  # _IO('T', 227), Linux 5.2
+TUNGETIFF = 0x800454D2
+CLONE_NEWNET = 0x40000000
+MOVE_SETTLE = 0.2  # after RTM_DELLINK: time for a deleted TUN to show as deleted
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def follow_tun_namespace(tun_fd: int) -> str | None:
+    """Move the calling thread into the network namespace that now holds the TUN; returns
+    the interface's name there (a move may rename it), or None if the kernel cannot say."""
+    try:
+        ns_fd = fcntl.ioctl(tun_fd, TUNGETDEVNETNS)
+    except OSError:
+        return None
+    try:
+        if _libc.setns(ns_fd, CLONE_NEWNET) != 0:
+            return None
+    finally:
+        os.close(ns_fd)
+    try:
+        ifr = fcntl.ioctl(tun_fd, TUNGETIFF, bytes(18))
+    except OSError:
+        return None
+    return ifr[:16].rstrip(b"\0").decode(errors="replace")
 
 
 def link_state(name: str) -> tuple[int, bool, int] | None:
@@ -35,13 +67,29 @@ def link_state(name: str) -> tuple[int, bool, int] | None:
 
 
 def watch_link(device: Device, poll: float = 1.0) -> None:
-    """Thread body: apply link events to `device` until it stops."""
+    """Thread body: apply link events to `device` until it stops, following the TUN into
+    whatever namespace it is moved to."""
+    name = device.tun.name
+    while not device.stopped.is_set():
+        if not _watch_in_namespace(device, name, poll):
+            return
+        if device.stopped.wait(MOVE_SETTLE):  # deleted, or moved away?
+            return
+        moved = follow_tun_namespace(device.tun.fd)
+        if moved is None:
+            device.set_up(True)  # we cannot see it any more: take it as up
+            return
+        name = moved
+        device.log.verbose("Interface moved to another network namespace, as %s", name)
+
+
+def _watch_in_namespace(device: Device, name: str, poll: float) -> bool:
+    """Follow `name` in this thread's namespace; True when it left (RTM_DELLINK)."""
     with IPRoute() as mon:
         mon.bind(groups=RTMGRP_LINK)  # subscribe first, so no event falls between
-        state = link_state(device.tun.name)
+        state = link_state(name)
         if state is None:
-            device.set_up(True)  # already moved elsewhere: assume up
-            return
+            return True  # already gone from here
         index, up, mtu = state
         device.set_mtu(mtu)
         device.set_up(up)
@@ -53,7 +101,7 @@ def watch_link(device: Device, poll: float = 1.0) -> None:
                 messages = mon.get()
             except OSError as exc:  # e.g. ENOBUFS after an overrun: look again
                 device.log.verbose("netlink: %s", exc)
-                state = link_state(device.tun.name)
+                state = link_state(name)
                 if state is not None:
                     device.set_mtu(state[2])
                     device.set_up(state[1])
@@ -62,14 +110,12 @@ def watch_link(device: Device, poll: float = 1.0) -> None:
                 if msg.get("index") != index:
                     continue
                 if msg["event"] == "RTM_DELLINK":
-                    if not device.stopped.wait(0.2):  # deleted, or moved away?
-                        device.set_up(True)
-                    return
+                    return True
                 if msg["event"] == "RTM_NEWLINK":
                     # `ip link set mtu 1380 up` sends two messages; pyroute2's get() returns
                     # the first and keeps the second, which select then never reports: so
                     # the state is read back, and the message is only the fallback.
-                    state = link_state(device.tun.name)
+                    state = link_state(name)
                     if state is not None and state[0] == index:
                         device.set_mtu(state[2])
                         device.set_up(state[1])
@@ -78,3 +124,4 @@ def watch_link(device: Device, poll: float = 1.0) -> None:
                     if new_mtu:
                         device.set_mtu(int(new_mtu))
                     device.set_up(bool(msg["flags"] & IFF_UP))
+    return False
