@@ -54,7 +54,8 @@ print(n, h.hexdigest(), flush=True)
 # (netem's reorder), both ways.
 _RELAY = """
 import heapq, random, select, socket, sys, time
-host, listen_port, wg_port, seconds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+host, listen_port, wg_port = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+seconds = float(sys.argv[4])
 outer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); outer.bind((host, listen_port))
 inner = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); inner.bind((host, 0))
 inner.connect((host, wg_port))
@@ -176,7 +177,8 @@ def test_tcp_through_loss_reordering_and_duplication() -> None:
                 relay.wait(5)
         n_sent, hash_sent, seconds = sent.split()
         n_got, hash_got = got.split()
-        print(f"\n{'netem' if netem else 'relay'} {' '.join(FAULT_NETEM)}: {int(n_sent):,} bytes in {float(seconds):.1f} s "
+        print(f"\n{'netem' if netem else 'relay'} {' '.join(FAULT_NETEM)}: "
+              f"{int(n_sent):,} bytes in {float(seconds):.1f} s "
               f"({int(n_sent) * 8 / float(seconds) / 1e6:.2f} Mbit/s), sha256 "
               f"{'equal' if hash_sent == hash_got else 'DIFFERENT'}; a's veth: "
               f"{' '.join(stats.split())[:200]}")

@@ -29,6 +29,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -155,7 +156,9 @@ while time.monotonic() < end:
     except TimeoutError:
         continue
     ip = frame[14:]
-    if addr[0] != dev or addr[2] != socket.PACKET_OUTGOING or frame[12:14] != b"\\x08\\x00" or ip[9] != 17:
+    if addr[0] != dev or addr[2] != socket.PACKET_OUTGOING:
+        continue
+    if frame[12:14] != b"\\x08\\x00" or ip[9] != 17:
         continue
     udp = ip[(ip[0] & 15) * 4:]
     if struct.unpack("!H", udp[2:4])[0] == port:
@@ -163,7 +166,8 @@ while time.monotonic() < end:
 """
 
 
-def capture(ns: Namespace, dev: str, port: int, seconds: float, trigger) -> list[bytes]:  # type: ignore[no-untyped-def]
+def capture(ns: Namespace, dev: str, port: int, seconds: float,
+            trigger: Callable[[], object]) -> list[bytes]:
     """WireGuard payloads sent to UDP `port` on `dev` in `ns` within `seconds`, while
     `trigger()` runs (an AF_PACKET socket in a process in the namespace)."""
     proc = ns.popen(sys.executable, "-c", _SNIFF, dev, str(port), str(seconds),
