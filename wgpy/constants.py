@@ -95,6 +95,7 @@ RATELIMIT_MAX_ENTRIES = 1 << 16
 MAX_PEERS = 1 << 20  # kernel
 MAX_STAGED_PACKETS = 128  # per peer; the oldest is dropped when full
 MAX_QUEUED_INCOMING_HANDSHAKES = 4096
+MAX_QUEUED_PROVEN_HANDSHAKES = MAX_QUEUED_INCOMING_HANDSHAKES // 4  # mac2 valid, under load
 UNDER_LOAD_THRESHOLD = MAX_QUEUED_INCOMING_HANDSHAKES // 8  # "under load" from this fill level
 UNDER_LOAD_AFTER = 1.0  # stay under load this long after the queue drains (wireguard-go)
 MAX_BATCH = 128  # packets per queue hand-off

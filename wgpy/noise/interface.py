@@ -38,10 +38,20 @@ from wgpy.ratelimiter import RateLimiter
 __all__ = ["Interface", "endpoint_address"]
 
 
+_PACKED: dict[str, bytes] = {}  # host text -> raw address: a flood repeats its sources
+_PACKED_MAX = 4096
+
+
 def endpoint_address(endpoint: Endpoint) -> tuple[bytes, int]:
     """The raw IP bytes and port of a socket address (scope ids ignored)."""
-    host = str(endpoint[0]).split("%", 1)[0]
-    return ipaddress.ip_address(host).packed, int(endpoint[1])
+    host = str(endpoint[0])
+    packed = _PACKED.get(host)
+    if packed is None:
+        packed = ipaddress.ip_address(host.split("%", 1)[0]).packed
+        if len(_PACKED) >= _PACKED_MAX:
+            _PACKED.clear()
+        _PACKED[host] = packed
+    return packed, int(endpoint[1])
 
 
 class Interface:
@@ -151,6 +161,25 @@ class Interface:
                 return [Drop(DropReason.UNKNOWN_INDEX)]
             return entry[0].consume_cookie_reply(data, now)
         return self._receive_handshake(kind, data, src, now, under_load)
+
+    def screen_under_load(self, data: bytes, src: Endpoint, now: float
+                          ) -> tuple[MacState, SendDatagram | None]:
+        """What a classified handshake message from `src` gets under load, decided from
+        its MACs alone (no DH): INVALID_MAC is dropped; VALID_MAC_BUT_NO_COOKIE gets the
+        cookie reply returned here; VALID_MAC_WITH_COOKIE proved its address and goes on
+        to `receive`. Lets the device answer a flood before it takes a queue slot."""
+        try:
+            ip, port = endpoint_address(src)
+        except ValueError:
+            return MacState.INVALID_MAC, None
+        kind = data[0]
+        source = ip + port.to_bytes(2, "big")
+        state = self.cookie_checker.validate(data, kind, source, now, True)
+        if state is not MacState.VALID_MAC_BUT_NO_COOKIE:
+            return state, None
+        sender = int.from_bytes(data[4:8], "little")  # both handshake messages: type, sender
+        reply = self.cookie_checker.create_reply(data, kind, sender, source, now)
+        return state, SendDatagram(reply, src)
 
     def _receive_handshake(self, kind: int, data: bytes, src: Endpoint, now: float,
                            under_load: bool) -> list[Action]:
