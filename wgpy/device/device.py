@@ -58,6 +58,7 @@ from wgpy.noise.cookie import MacState
 from wgpy.noise.interface import Interface
 from wgpy.noise.peer import Peer
 from wgpy.noise.warmup import rehearse
+from wgpy.routemtu import Route, RouteMTUs
 
 __all__ = ["Device"]
 
@@ -215,6 +216,12 @@ class Device:
             self.bind.clear_source(peer.endpoint)
         self.bind.clear_source(endpoint)
         peer.endpoint = endpoint
+
+    def set_routes(self, routes: list[Route]) -> None:
+        """The routes into the interface changed: their MTUs bound padding (wgpy.routemtu)."""
+        table = RouteMTUs.build(routes)
+        with self.lock:
+            self.iface.route_mtus = table
 
     def set_mtu(self, mtu: int) -> None:
         with self.lock:

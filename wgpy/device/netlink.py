@@ -10,6 +10,9 @@ it: the TUN fd names its namespace (TUNGETDEVNETNS), this thread joins that name
 (setns only moves the calling thread; the UDP sockets stay where they were, as the
 kernel's do) and watches the interface there, through further moves too. On a kernel
 without TUNGETDEVNETNS we cannot see the state any more and take the link as up.
+
+Routes into the interface (main table) and their MTUs are followed too (RTM_NEWROUTE,
+RTM_DELROUTE): the kernel pads a packet only up to its route's MTU (wgpy.routemtu).
 A deleted TUN is noticed by the TUN reader (reads fail with EBADFD).
 """
 
@@ -17,11 +20,15 @@ from __future__ import annotations
 
 import ctypes
 import fcntl
+import ipaddress
 import os
 import select
+import socket
 from typing import TYPE_CHECKING
 
 from pyroute2 import IPRoute
+
+from wgpy.routemtu import Route
 
 if TYPE_CHECKING:
     from wgpy.device.device import Device
@@ -30,6 +37,10 @@ __all__ = ["watch_link", "link_state"]
 
 IFF_UP = 0x1
 RTMGRP_LINK = 0x1
+RTMGRP_IPV4_ROUTE = 0x40
+RTMGRP_IPV6_ROUTE = 0x400
+RT_TABLE_MAIN = 254
+RTN_UNICAST = 1
 TUNGETDEVNETNS = 0x54E3  # _IO('T', 227), Linux 5.2
 TUNGETIFF = 0x800454D2
 CLONE_NEWNET = 0x40000000
@@ -54,6 +65,24 @@ def follow_tun_namespace(tun_fd: int) -> str | None:
     except OSError:
         return None
     return ifr[:16].rstrip(b"\0").decode(errors="replace")
+
+
+def routes_into(index: int) -> list[Route]:
+    """The unicast routes of the main table that leave through interface `index`."""
+    routes = []
+    with IPRoute() as ipr:
+        for family, size in ((socket.AF_INET, 4), (socket.AF_INET6, 16)):
+            for msg in ipr.get_routes(family=family):
+                table = msg.get_attr("RTA_TABLE") or msg["table"]
+                if msg.get_attr("RTA_OIF") != index or table != RT_TABLE_MAIN \
+                        or msg["type"] != RTN_UNICAST:
+                    continue
+                dst = msg.get_attr("RTA_DST")
+                address = ipaddress.ip_address(dst).packed if dst else bytes(size)
+                metrics = msg.get_attr("RTA_METRICS")
+                mtu = metrics.get_attr("RTAX_MTU") if metrics else None
+                routes.append(Route(address, int(msg["dst_len"]), int(mtu) if mtu else None))
+    return routes
 
 
 def link_state(name: str) -> tuple[int, bool, int] | None:
@@ -86,13 +115,15 @@ def watch_link(device: Device, poll: float = 1.0) -> None:
 def _watch_in_namespace(device: Device, name: str, poll: float) -> bool:
     """Follow `name` in this thread's namespace; True when it left (RTM_DELLINK)."""
     with IPRoute() as mon:
-        mon.bind(groups=RTMGRP_LINK)  # subscribe first, so no event falls between
+        # Subscribe first, so no event falls between.
+        mon.bind(groups=RTMGRP_LINK | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE)
         state = link_state(name)
         if state is None:
             return True  # already gone from here
         index, up, mtu = state
         device.set_mtu(mtu)
         device.set_up(up)
+        device.set_routes(routes_into(index))
         while not device.stopped.is_set():
             ready, _, _ = select.select([mon.fileno()], [], [], poll)
             if not ready:
@@ -106,22 +137,17 @@ def _watch_in_namespace(device: Device, name: str, poll: float) -> bool:
                     device.set_mtu(state[2])
                     device.set_up(state[1])
                 continue
+            # pyroute2's get() may return only the first of several messages and keep the
+            # rest where select never reports them (`ip link set mtu 1380 up` sends two; a
+            # link going down comes with route deletions): so every wake-up reads the
+            # link's state and routes back, and the messages only say whether it left.
             for msg in messages:
-                if msg.get("index") != index:
-                    continue
-                if msg["event"] == "RTM_DELLINK":
+                if msg.get("index") == index and msg["event"] == "RTM_DELLINK":
                     return True
-                if msg["event"] == "RTM_NEWLINK":
-                    # `ip link set mtu 1380 up` sends two messages; pyroute2's get() returns
-                    # the first and keeps the second, which select then never reports: so
-                    # the state is read back, and the message is only the fallback.
-                    state = link_state(name)
-                    if state is not None and state[0] == index:
-                        device.set_mtu(state[2])
-                        device.set_up(state[1])
-                        continue
-                    new_mtu = msg.get_attr("IFLA_MTU")
-                    if new_mtu:
-                        device.set_mtu(int(new_mtu))
-                    device.set_up(bool(msg["flags"] & IFF_UP))
+            state = link_state(name)
+            if state is None or state[0] != index:
+                return True  # gone, though its RTM_DELLINK stayed in pyroute2's hands
+            device.set_mtu(state[2])
+            device.set_up(state[1])
+            device.set_routes(routes_into(index))
     return False

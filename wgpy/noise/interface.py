@@ -34,6 +34,7 @@ from wgpy.noise.handshake import read_initiation_static
 from wgpy.noise.keypair import Keypair
 from wgpy.noise.peer import Peer
 from wgpy.ratelimiter import RateLimiter
+from wgpy.routemtu import RouteMTUs
 
 __all__ = ["Interface", "endpoint_address"]
 
@@ -66,6 +67,7 @@ class Interface:
         self.cookie_checker = CookieChecker(self.identity.public)
         self.rate_limiter = RateLimiter()
         self.mtu = DEFAULT_MTU
+        self.route_mtus: RouteMTUs | None = None  # routes into us with an MTU (the device's)
         self.wall_offset = 0.0  # epoch seconds minus `now`; the device keeps it current
         self.jitter = jitter
         self._last_under_load: float | None = None

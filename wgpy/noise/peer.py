@@ -488,7 +488,12 @@ class Peer:
         self.timers.any_authenticated_packet_traversal(now)
         self.timers.any_authenticated_packet_sent(now)
         mtu = self.interface.mtu
-        datagrams = [self._encrypt(keypair, packet, mtu) for packet in packets]
+        routes = self.interface.route_mtus
+        if routes is None:
+            datagrams = [self._encrypt(keypair, packet, mtu) for packet in packets]
+        else:  # routes with an MTU of their own lead here (wgpy.routemtu)
+            datagrams = [self._encrypt(keypair, packet, routes.mtu_for(packet, mtu))
+                         for packet in packets]
         if self.endpoint is None:
             out.append(Drop(DropReason.NO_ENDPOINT, len(datagrams)))
         else:
