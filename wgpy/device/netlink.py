@@ -27,6 +27,7 @@ import socket
 from typing import TYPE_CHECKING
 
 from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
 
 from wgpy.routemtu import Route
 
@@ -68,7 +69,15 @@ def follow_tun_namespace(tun_fd: int) -> str | None:
 
 
 def routes_into(index: int) -> list[Route]:
-    """The unicast routes of the main table that leave through interface `index`."""
+    """The unicast routes of the main table that leave through interface `index` ([] if
+    they cannot be read: the interface may be moving or going away meanwhile)."""
+    try:
+        return _routes_into(index)
+    except (NetlinkError, OSError):
+        return []
+
+
+def _routes_into(index: int) -> list[Route]:
     routes = []
     with IPRoute() as ipr:
         for family, size in ((socket.AF_INET, 4), (socket.AF_INET6, 16)):
@@ -86,7 +95,15 @@ def routes_into(index: int) -> list[Route]:
 
 
 def link_state(name: str) -> tuple[int, bool, int] | None:
-    """(ifindex, up, mtu) of interface `name` in our namespace, or None."""
+    """(ifindex, up, mtu) of interface `name` in our namespace, or None (also when it
+    leaves between the lookup and the query: ENODEV while it is moved or deleted)."""
+    try:
+        return _link_state(name)
+    except (NetlinkError, OSError):
+        return None
+
+
+def _link_state(name: str) -> tuple[int, bool, int] | None:
     with IPRoute() as ipr:
         found = ipr.link_lookup(ifname=name)
         if not found:
@@ -130,7 +147,7 @@ def _watch_in_namespace(device: Device, name: str, poll: float) -> bool:
                 continue
             try:
                 messages = mon.get()
-            except OSError as exc:  # e.g. ENOBUFS after an overrun: look again
+            except (OSError, NetlinkError) as exc:  # e.g. ENOBUFS after an overrun
                 device.log.verbose("netlink: %s", exc)
                 state = link_state(name)
                 if state is not None:
