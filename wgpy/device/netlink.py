@@ -156,11 +156,18 @@ def _watch_in_namespace(device: Device, name: str, poll: float) -> bool:
                 continue
             # pyroute2's get() may return only the first of several messages and keep the
             # rest where select never reports them (`ip link set mtu 1380 up` sends two; a
-            # link going down comes with route deletions): so every wake-up reads the
-            # link's state and routes back, and the messages only say whether it left.
+            # link going down comes with route deletions): so after the messages it has
+            # given, every wake-up reads the link's state and routes back.
             for msg in messages:
-                if msg.get("index") == index and msg["event"] == "RTM_DELLINK":
+                if msg.get("index") != index:
+                    continue
+                if msg["event"] == "RTM_DELLINK":
                     return True
+                if msg["event"] == "RTM_NEWLINK":  # each state in turn: a quick up-down
+                    new_mtu = msg.get_attr("IFLA_MTU")  # is an up and a down (wg_open/stop)
+                    if new_mtu:
+                        device.set_mtu(int(new_mtu))
+                    device.set_up(bool(msg["flags"] & IFF_UP))
             state = link_state(name)
             if state is None or state[0] != index:
                 return True  # gone, though its RTM_DELLINK stayed in pyroute2's hands
