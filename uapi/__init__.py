@@ -16,3 +16,7 @@ Modules:
 
 This package never imports `wgpy`.
 """
+
+from uapi.client import Client
+
+__all__ = ["Client"]

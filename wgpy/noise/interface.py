@@ -59,7 +59,11 @@ class Interface:
     """Everything the sans-IO core knows about one WireGuard interface."""
 
     def __init__(self, private_key: bytes | None = None,
-                 jitter: Callable[[], float] | None = None) -> None:
+                 jitter: Callable[[], float] | None = None, *, wall_offset: float = 0.0) -> None:
+        """`wall_offset` is Unix time minus `now` (``time.time() - time.monotonic()`` when
+        `now` is `time.monotonic()`): initiations carry a TAI64N timestamp of the wall clock,
+        and a peer drops any initiation not newer than the last it accepted from us, so a
+        timestamp near 1970 works only once. The core never reads a clock itself."""
         self.identity = StaticIdentity.from_private(private_key)
         self.peers: dict[bytes, Peer] = {}
         self.index: IndexTable[tuple[Peer, Keypair | None]] = IndexTable()
@@ -68,7 +72,7 @@ class Interface:
         self.rate_limiter = RateLimiter()
         self.mtu = DEFAULT_MTU
         self.route_mtus: RouteMTUs | None = None  # routes into us with an MTU (the device's)
-        self.wall_offset = 0.0  # epoch seconds minus `now`; the device keeps it current
+        self.wall_offset = wall_offset  # epoch seconds minus `now`; the device keeps it current
         self.jitter = jitter
         self._last_under_load: float | None = None
 

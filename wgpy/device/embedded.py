@@ -1,0 +1,279 @@
+"""A WireGuard device inside a Python program: `wgpy.Device`.
+
+Theory of operation: the daemon (`wgpy.cli`) is this object plus daemonization. A `Device`
+owns the same engine the daemon runs (`wgpy.device.device.Device`: the TUN reader, the UDP
+reader, the handshake worker and the timers threads around the sans-IO core) on either
+
+- a real TUN (`Device.create("wg0")`, root or CAP_NET_ADMIN), whose link state and MTU are
+  followed through netlink as the daemon follows them; or
+- an in-memory packet interface (`Device.in_memory()`, no privileges), whose IP packets
+  the program writes and reads itself (`write_packet`, `read_packet`).
+
+It is configured with what the UAPI takes, through the same path a `wg set` takes (the
+UAPI line parser, then `SetTransaction` under the configuration lock), so every rule of
+wireguard-go's `set` holds: `configure(private_key=..., peers=[PeerConfig(...)])` with
+typed values, or `set("...")` with UAPI lines. `state()` is what `get` answers, typed
+(`uapi.responses.DeviceInfo`, allowed IPs as `ipaddress` networks). With `uapi_dir`, the
+device also serves a UAPI socket there, so `wg` and `uapi.Client` can drive it.
+Errors in configuration raise `uapi.errors.UapiError` with wireguard-go's errno; a failed
+`set` keeps what it applied before the bad line, as wireguard-go does.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Iterable, Sequence, Union
+
+from uapi.errors import UapiError
+from uapi.prefix import prefix_network
+from uapi.protocol import SetRequestError, parse_set_line
+from uapi.responses import DeviceInfo
+from wgpy.constants import DEFAULT_MTU
+from wgpy.device import clock
+from wgpy.device.config import SetTransaction, snapshot
+from wgpy.device.device import Device as Engine
+from wgpy.device.log import ERROR, Logger
+from wgpy.device.memtun import MemoryTun
+from wgpy.device.tun import Tun
+
+__all__ = ["Device", "PeerConfig", "Key", "key_bytes"]
+
+#: A key as raw 32 bytes, base64 (as `wg` prints it) or hex (as UAPI carries it).
+Key = Union[bytes, str]
+_KEY_SIZE = 32
+_HANDSHAKE_POLL = 0.002  # seconds between looks at a handshake being completed
+
+
+def key_bytes(key: Key) -> bytes:
+    """A key given as 32 raw bytes, base64 or hex, as 32 raw bytes (ValueError otherwise)."""
+    if isinstance(key, (bytes, bytearray)):
+        raw = bytes(key)
+    else:
+        text = key.strip()
+        try:
+            raw = bytes.fromhex(text) if len(text) == 2 * _KEY_SIZE else \
+                base64.b64decode(text, validate=True)
+        except (ValueError, binascii.Error):
+            raw = b""
+    if len(raw) != _KEY_SIZE:
+        raise ValueError("a key is 32 bytes: raw, base64 (44 characters) or hex (64)")
+    return raw
+
+
+@dataclass
+class PeerConfig:
+    """One peer's part of a `set`, in UAPI's terms (see `Device.configure`).
+
+    `endpoint` is ``"host:port"`` (``"[v6]:port"``) or ``(host, port)``; `allowed_ips`
+    are prefixes (``"10.0.0.2/32"`` or `ipaddress` networks) added to the peer's, after
+    its old ones are dropped when `replace_allowed_ips` is true."""
+
+    public_key: Key
+    preshared_key: Key | None = field(default=None, repr=False)
+    endpoint: str | tuple[str, int] | None = None
+    allowed_ips: Sequence[str | ipaddress.IPv4Network | ipaddress.IPv6Network] = ()
+    replace_allowed_ips: bool = True
+    persistent_keepalive: int | None = None
+    remove: bool = False
+    update_only: bool = False
+
+    def lines(self) -> list[str]:
+        out = [f"public_key={key_bytes(self.public_key).hex()}"]
+        if self.remove:
+            return out + ["remove=true"]
+        if self.update_only:
+            out.append("update_only=true")
+        if self.preshared_key is not None:
+            out.append(f"preshared_key={key_bytes(self.preshared_key).hex()}")
+        if self.endpoint is not None:
+            out.append(f"endpoint={_endpoint_text(self.endpoint)}")
+        if self.persistent_keepalive is not None:
+            out.append(f"persistent_keepalive_interval={self.persistent_keepalive}")
+        if self.replace_allowed_ips:
+            out.append("replace_allowed_ips=true")
+        out += [f"allowed_ip={ip}" for ip in self.allowed_ips]
+        return out
+
+
+def _endpoint_text(endpoint: str | tuple[str, int]) -> str:
+    if isinstance(endpoint, str):
+        return endpoint
+    host, port = endpoint
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class Device:
+    """A WireGuard interface run by this process. Use `create` or `in_memory`, then
+    `configure`; `close` (or the ``with`` block's end) stops it and frees its port."""
+
+    def __init__(self, tun: Tun, *, uapi_dir: str | None = None, netlink: bool = False,
+                 log: Logger | None = None) -> None:
+        self._engine = Engine(tun, log or Logger(tun.name, ERROR))
+        self._server = None
+        self._closed = False
+        engine = self._engine
+        try:
+            engine.start()
+            if uapi_dir is not None:
+                from wgpy.device.ipc import UapiServer, listen
+                self._server = UapiServer(engine, listen(tun.name, uapi_dir))
+                engine.spawn("uapi_accept", self._server.serve)
+            if netlink:
+                from wgpy.device.netlink import watch_link
+                engine.spawn("netlink", lambda: watch_link(engine))
+            else:
+                engine.set_up(True)
+        except BaseException:
+            self.close()
+            raise
+
+    @classmethod
+    def in_memory(cls, name: str = "wgpy", *, mtu: int = DEFAULT_MTU,
+                  uapi_dir: str | None = None) -> Device:
+        """A device on an in-memory packet interface: no TUN, no root. Its link is up."""
+        return cls(MemoryTun(name, mtu), uapi_dir=uapi_dir)
+
+    @classmethod
+    def create(cls, name: str, *, mtu: int = DEFAULT_MTU,
+               uapi_dir: str | None = "/var/run/wireguard") -> Device:
+        """A device on a new TUN named `name` (needs CAP_NET_ADMIN), serving the UAPI socket
+        `wg` looks for (`uapi_dir=None`: none). Bring the link up with `ip link set up`."""
+        return cls(Tun.create(name, mtu), uapi_dir=uapi_dir, netlink=True)
+
+    # --- what the program sees -------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self._engine.tun.name
+
+    @property
+    def listen_port(self) -> int:
+        """The UDP port bound now (a random one until `listen_port` is configured)."""
+        return self._engine.bind.port
+
+    @property
+    def public_key(self) -> bytes | None:
+        with self._engine.lock:
+            key = self._engine.iface.identity.public
+        return key if key != bytes(_KEY_SIZE) else None
+
+    def state(self) -> DeviceInfo:
+        """What UAPI `get` reports: keys, port, fwmark, and each peer's endpoint, counters,
+        last handshake and allowed IPs (as `ipaddress` networks)."""
+        engine = self._engine
+        with engine.config_lock, engine.lock:
+            info = snapshot(engine)
+        for peer in info.peers:
+            peer.allowed_ips = [prefix_network(p) if isinstance(p, int) else p
+                                for p in peer.allowed_ips]
+        return info
+
+    # --- configuration ---------------------------------------------------------------------
+
+    def configure(self, *, private_key: Key | None = None, listen_port: int | None = None,
+                  fwmark: int | None = None, replace_peers: bool = False,
+                  peers: Iterable[PeerConfig] = ()) -> None:
+        """One UAPI `set` from typed values: what is None is left as it is."""
+        lines = []
+        if private_key is not None:
+            lines.append(f"private_key={key_bytes(private_key).hex()}")
+        if listen_port is not None:
+            lines.append(f"listen_port={listen_port}")
+        if fwmark is not None:
+            lines.append(f"fwmark={fwmark}")
+        if replace_peers:
+            lines.append("replace_peers=true")
+        for peer in peers:
+            lines += peer.lines()
+        self.set(lines)
+
+    def set(self, lines: str | Iterable[str]) -> None:
+        """One UAPI `set` from its lines (without `set=1` and the blank line), applied as
+        the UAPI server applies them; UapiError(errno) at the first bad line."""
+        if isinstance(lines, str):
+            lines = lines.splitlines()
+        engine = self._engine
+        txn = SetTransaction(engine)
+        in_peer = False
+        with engine.config_lock:
+            try:
+                for line in lines:
+                    if not line.strip():
+                        continue
+                    op = parse_set_line(line.encode(), in_peer)
+                    if isinstance(op, SetRequestError):
+                        raise UapiError(op.errno, op.message)
+                    in_peer = in_peer or line.startswith("public_key=")
+                    with engine.lock:
+                        txn.apply(op, clock.now())
+                with engine.lock:
+                    txn.finish(clock.now())
+            finally:
+                engine.execute(txn.actions)
+
+    def handshake(self, public_key: Key, timeout: float = 5.0) -> bool:
+        """Start a handshake with this peer now (at most one per REKEY_TIMEOUT, as timers
+        allow) and wait up to `timeout` seconds for it to complete; True if it did."""
+        key = key_bytes(public_key)
+        engine = self._engine
+        with engine.lock:
+            peer = engine.iface.peers.get(key)
+            if peer is None:
+                raise KeyError("no such peer")
+            before = peer.last_handshake_wall
+            actions = peer.initiate(clock.now())
+        engine.execute(actions)
+        deadline = clock.now() + timeout
+        while True:
+            with engine.lock:
+                done = peer.last_handshake_wall not in (None, before)
+            if done or clock.now() >= deadline or engine.stopped.is_set():
+                return done
+            engine.stopped.wait(_HANDSHAKE_POLL)
+
+    def set_up(self, up: bool) -> None:
+        """Link up or down, as `ip link set` would (in memory; a TUN follows its link)."""
+        self._engine.set_up(up)
+
+    # --- packets (in-memory interface only) ------------------------------------------------
+
+    def _memory(self) -> MemoryTun:
+        tun = self._engine.tun
+        if not isinstance(tun, MemoryTun):
+            raise TypeError("packets are read and written by the kernel on a TUN device")
+        return tun
+
+    def write_packet(self, packet: bytes) -> None:
+        """Send one IP packet into the tunnel, to the peer whose allowed IPs hold its
+        destination (dropped and counted if none does)."""
+        self._memory().write(packet)
+
+    def read_packet(self, timeout: float | None = 5.0) -> bytes:
+        """The next IP packet that came out of the tunnel (TimeoutError if none in time)."""
+        return self._memory().read(timeout)
+
+    @property
+    def drops(self) -> dict[str, int]:
+        """Packets dropped so far, by reason (`wgpy.noise.actions.DropReason` names)."""
+        return {reason.name: count for reason, count in list(self._engine.drops.items())}
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._server is not None:
+            self._server.close()
+        self._engine.close()
+
+    def __enter__(self) -> Device:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
