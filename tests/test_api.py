@@ -1,0 +1,140 @@
+"""The public API's edges (docs/api.md runs its happy paths): keys in every spelling and
+none leaked, bad configuration refused with wireguard-go's errno and nothing lost, drops
+counted, a handshake that cannot complete, a ping that gets no reply, packets kept while
+a ping waits, clean close, and `import wgpy` staying cheap for the daemon."""
+
+from __future__ import annotations
+
+import base64
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+import wgpy
+from uapi.errors import EINVAL, UapiError
+from wgpy.device.embedded import key_bytes
+from wgpy.packets import echo_reply_for, echo_request
+
+
+def test_keys_are_taken_raw_base64_or_hex_and_bad_ones_never_echoed() -> None:
+    key = wgpy.generate_private_key()
+    assert key_bytes(key) == key_bytes(base64.b64encode(key).decode()) == key_bytes(key.hex())
+    bad = base64.b64encode(key).decode()[:-2] + "!="
+    with pytest.raises(ValueError) as caught:
+        key_bytes(bad)
+    assert bad not in str(caught.value) and key.hex() not in str(caught.value)
+    with pytest.raises(ValueError):
+        key_bytes(key[:31])
+
+
+def test_a_bad_line_is_refused_with_einval_and_what_came_before_stays() -> None:
+    peer_key = wgpy.public_key(wgpy.generate_private_key())
+    with wgpy.Device.in_memory("wgapi0") as dev:
+        with pytest.raises(UapiError) as caught:
+            dev.configure(private_key=wgpy.generate_private_key(), peers=[wgpy.PeerConfig(
+                peer_key, allowed_ips=["10.1.0.0/16"], endpoint="no-port-here")])
+        assert caught.value.errno == EINVAL
+        state = dev.state()  # wireguard-go: a set is applied line by line, not undone
+        assert state.private_key is not None and [p.public_key for p in state.peers] == [
+            peer_key]
+        dev.configure(peers=[wgpy.PeerConfig(peer_key, remove=True)])
+        assert dev.state().peers == []
+
+
+def test_replace_allowed_ips_is_the_default_and_can_be_turned_off() -> None:
+    peer_key = wgpy.public_key(wgpy.generate_private_key())
+    with wgpy.Device.in_memory("wgapi1") as dev:
+        dev.configure(peers=[wgpy.PeerConfig(peer_key, allowed_ips=["10.1.0.0/24"])])
+        dev.configure(peers=[wgpy.PeerConfig(peer_key, allowed_ips=["10.2.0.0/24"])])
+        assert [str(n) for n in dev.state().peers[0].allowed_ips] == ["10.2.0.0/24"]
+        dev.configure(peers=[wgpy.PeerConfig(peer_key, allowed_ips=["fd00::/64"],
+                                             replace_allowed_ips=False)])
+        assert [str(n) for n in dev.state().peers[0].allowed_ips] == ["10.2.0.0/24",
+                                                                       "fd00::/64"]
+
+
+def test_a_packet_with_no_peer_for_its_destination_is_dropped_and_counted() -> None:
+    with wgpy.Device.in_memory("wgapi2") as dev:
+        dev.configure(private_key=wgpy.generate_private_key())
+        dev.write_packet(echo_request("10.0.0.1", "10.0.0.2", 1, 1, b"x"))
+        deadline = time.monotonic() + 5
+        while dev.drops.get("NO_ROUTE", 0) == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert dev.drops.get("NO_ROUTE") == 1
+
+
+def test_handshake_with_nobody_listening_reports_false_in_time() -> None:
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # takes datagrams, never answers
+    silent.bind(("127.0.0.1", 0))
+    try:
+        with wgpy.Tunnel(wgpy.generate_private_key(), wgpy.public_key(
+                wgpy.generate_private_key()), silent.getsockname(), address="10.9.0.2") as t:
+            start = time.monotonic()
+            assert t.handshake(timeout=0.3) is False
+            assert time.monotonic() - start < 2
+            silent.settimeout(2)
+            assert len(silent.recv(2048)) == 148  # it did send an initiation
+            with pytest.raises(TimeoutError):
+                t.ping("10.9.0.1", timeout=0.2)
+            with pytest.raises(KeyError):
+                t.device.handshake(wgpy.public_key(wgpy.generate_private_key()), 0.1)
+    finally:
+        silent.close()
+
+
+def test_packets_that_arrive_while_ping_waits_are_kept_for_receive() -> None:
+    server_key, client_key = wgpy.generate_private_key(), wgpy.generate_private_key()
+    with wgpy.Device.in_memory("wgapi3") as server:
+        server.configure(private_key=server_key, peers=[wgpy.PeerConfig(
+            wgpy.public_key(client_key), allowed_ips=["10.4.0.2/32"])])
+        with wgpy.Tunnel(client_key, wgpy.public_key(server_key),
+                         ("127.0.0.1", server.listen_port), address="10.4.0.2") as t:
+            assert t.handshake()
+            other = echo_request("10.4.0.1", "10.4.0.2", 77, 5, b"first")
+            server.write_packet(other)  # arrives before the reply ping waits for
+            request_seen: list[bytes] = []
+
+            def answer() -> None:
+                request = server.read_packet(5)
+                request_seen.append(request)
+                server.write_packet(echo_reply_for(request))
+
+            helper = threading.Thread(target=answer)
+            helper.start()
+            rtt = t.ping("10.4.0.1", timeout=5)
+            helper.join(5)
+            assert 0 < rtt < 5 and len(request_seen) == 1
+            assert t.receive(1) == other
+
+
+def test_ping_needs_an_ipv4_tunnel_address() -> None:
+    with wgpy.Tunnel(wgpy.generate_private_key(), wgpy.public_key(wgpy.generate_private_key()),
+                     "127.0.0.1:9", address="fd00::2") as t:
+        with pytest.raises(ValueError):
+            t.ping("fd00::1")
+
+
+def test_close_frees_the_port_and_may_be_called_twice() -> None:
+    dev = wgpy.Device.in_memory("wgapi4")
+    dev.configure(listen_port=0)
+    port = dev.listen_port
+    dev.close()
+    dev.close()
+    again = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        again.bind(("0.0.0.0", port))
+    finally:
+        again.close()
+
+
+def test_import_wgpy_loads_no_device_code() -> None:
+    code = ("import sys, wgpy; print(sorted(m for m in sys.modules if m.startswith("
+            "('wgpy.', 'pyroute2', 'cryptography'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=30, check=True).stdout
+    assert out.strip() == "[]"
+    assert "Device" in dir(wgpy) and wgpy.Device.__module__ == "wgpy.device.embedded"
