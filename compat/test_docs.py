@@ -5,15 +5,20 @@ driving wireguard-go. The unprivileged examples: tests/test_docs.py."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from compat.lab import WG_RUN_DIR, Lab, Namespace, b64
 from wgpy import crypto
+from wgpy.noise.actions import SendDatagram
+from wgpy.noise.interface import Interface
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from docexamples import examples  # noqa: E402
@@ -79,3 +84,49 @@ def test_uapi_client_drives_wireguard_go() -> None:
         result = _run(ns, _example("uapi.Client"), {"WG_EXAMPLE_INTERFACE": go.ifname})
         assert result.returncode == 0, result.stderr[-3000:]
         assert go.wg("show", go.ifname, "listen-port").stdout.strip() == "51999"
+
+
+def _answered(core_key: bytes, wall_offset: float, ns: Namespace, server_key: bytes,
+              endpoint: tuple[str, int]) -> bool:
+    """Whether wireguard-go answers an initiation from a fresh core (a restarted program)."""
+    core = Interface(core_key, wall_offset=wall_offset)
+    peer = core.add_peer(server_key)
+    peer.endpoint = endpoint
+    core.allowed_ips.insert(ipaddress.ip_network("10.66.0.0/24"), peer)
+    sock = ns.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.settimeout(1.0)
+        for action in core.send(b"", time.monotonic()) + peer.initiate(time.monotonic()):
+            if isinstance(action, SendDatagram):
+                sock.sendto(action.data, action.endpoint)
+        try:
+            data, src = sock.recvfrom(2048)
+        except TimeoutError:
+            return False
+        core.receive(data, src, time.monotonic())
+        return peer.keypairs.current is not None
+    finally:
+        sock.close()
+
+
+def test_the_core_is_accepted_by_wireguard_go_when_it_is_given_the_wall_clock() -> None:
+    """docs/api.md: `wall_offset` makes the TAI64N timestamps real. wireguard-go takes an
+    initiation only if its timestamp is newer than the last one from that key, so a program
+    that leaves it at 0 (1970) is answered once and never again after a restart."""
+    with Lab() as lab:
+        a, b = lab.namespace("core"), lab.namespace("go")
+        lab.link(a, b, "192.168.94.1/24", "192.168.94.2/24")
+        server = lab.daemon(b, "wireguard-go")
+        lab.configure(server, "10.66.0.1/24", 51820)
+        key = crypto.generate_private_key()
+        server.wg("set", server.ifname, "peer", b64(crypto.public_key(key)),
+                  "allowed-ips", "10.66.0.2/32")
+        endpoint = ("192.168.94.2", 51820)
+        wall = time.time() - time.monotonic()
+        assert _answered(key, 0.0, a, server.public_key, endpoint)  # first time: 1970 > never
+        assert not _answered(key, 0.0, a, server.public_key, endpoint)  # "restart": replay
+        assert _answered(key, wall, a, server.public_key, endpoint)
+        # Another restart: newer again, once past wireguard-go's flood limit (one initiation
+        # per 20 ms from a peer) and the timestamp's whitening (rounded down to 2^24 ns).
+        time.sleep(0.05)
+        assert _answered(key, time.time() - time.monotonic(), a, server.public_key, endpoint)
