@@ -34,10 +34,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from helpers import EP_A, EP_B, IP_A, IP_B, Pair, ipv4, sent  # noqa: E402
 from test_properties import (  # noqa: E402
-    ACTIONS, mutate, model_classify, normalized,
+    ACTIONS, feed, model_classify, mutate,
 )
 from test_tunoffload import tcp_segment  # noqa: E402
-from uapi.protocol import NEED_DATA, CloseConnection, ServerConnection  # noqa: E402
 from wgpy import messages  # noqa: E402
 from wgpy.constants import COOKIE_REPLY_SIZE, INITIATION_SIZE, RESPONSE_SIZE  # noqa: E402
 from wgpy.noise.actions import Drop, WriteToTun  # noqa: E402
@@ -186,29 +185,9 @@ def uapi_inputs(rng: random.Random) -> Iterator[tuple[bytes, list[int]]]:
         yield data, [rng.randrange(len(data) + 1) for _ in range(rng.randint(0, 8))]
 
 
-def _feed(data: bytes, cuts: list[int]) -> list[Any]:
-    conn = ServerConnection()
-    events: list[Any] = []
-    last = 0
-    for cut in sorted(set(cuts)) + [len(data)]:
-        if cut > last:
-            conn.receive_data(data[last:cut])
-            last = cut
-        while (event := conn.next_event()) is not NEED_DATA:
-            events.append(event)
-            if isinstance(event, CloseConnection):
-                return normalized(events)
-    conn.receive_data(b"")
-    while (event := conn.next_event()) is not NEED_DATA:
-        events.append(event)
-        if isinstance(event, CloseConnection):
-            break
-    return normalized(events)
-
-
 def uapi_check(item: tuple[bytes, list[int]]) -> None:
     data, cuts = item
-    assert _feed(data, cuts) == _feed(data, []), "events depend on how the bytes were cut"
+    assert feed(data, cuts) == feed(data, []), "events depend on how the bytes were cut"
 
 
 # --- the loop -------------------------------------------------------------------------------------

@@ -55,6 +55,16 @@ def endpoint_address(endpoint: Endpoint) -> tuple[bytes, int]:
     return packed, int(endpoint[1])
 
 
+def _source(src: Endpoint) -> tuple[bytes, bytes] | None:
+    """The raw IP of `src` and the bytes the cookie MACs bind (IP, then the port big-endian:
+    kernel `make_cookie`: saddr, then the UDP source port); None for an unparsable address."""
+    try:
+        ip, port = endpoint_address(src)
+    except ValueError:
+        return None
+    return ip, ip + port.to_bytes(2, "big")
+
+
 class Interface:
     """Everything the sans-IO core knows about one WireGuard interface."""
 
@@ -174,12 +184,11 @@ class Interface:
         its MACs alone (no DH): INVALID_MAC is dropped; VALID_MAC_BUT_NO_COOKIE gets the
         cookie reply returned here; VALID_MAC_WITH_COOKIE proved its address and goes on
         to `receive`. Lets the device answer a flood before it takes a queue slot."""
-        try:
-            ip, port = endpoint_address(src)
-        except ValueError:
+        found = _source(src)
+        if found is None:
             return MacState.INVALID_MAC, None
+        ip, source = found
         kind = data[0]
-        source = ip + port.to_bytes(2, "big")
         state = self.cookie_checker.validate(data, kind, source, now, True)
         if state is not MacState.VALID_MAC_BUT_NO_COOKIE:
             return state, None
@@ -189,11 +198,10 @@ class Interface:
 
     def _receive_handshake(self, kind: int, data: bytes, src: Endpoint, now: float,
                            under_load: bool) -> list[Action]:
-        try:
-            ip, port = endpoint_address(src)
-        except ValueError:
+        found = _source(src)
+        if found is None:
             return [Drop(DropReason.INVALID_MESSAGE)]
-        source = ip + port.to_bytes(2, "big")
+        ip, source = found
         state = self.cookie_checker.validate(data, kind, source, now, under_load)
         if state is MacState.INVALID_MAC:
             return [Drop(DropReason.INVALID_MAC)]
@@ -219,7 +227,8 @@ class Interface:
         ck, h = initialize(IDENTIFIER, self.identity.public)
         try:
             ck, h, remote_static = read_initiation_static(
-                ck, h, self.identity.private, msg.ephemeral, msg.static)  # type: ignore[attr-defined]
+                ck, h, self.identity.private,
+                msg.ephemeral, msg.static)  # type: ignore[attr-defined]
         except HandshakeError:
             return [Drop(DropReason.INVALID_HANDSHAKE)]
         peer = self.peers.get(remote_static)
