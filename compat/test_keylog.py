@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from compat.lab import Daemon, Lab, b64, run
+from compat.lab import Daemon, Lab, Namespace, b64, run
 
 pytestmark = pytest.mark.root
 
@@ -31,6 +31,7 @@ PINGS = 3
 CAPTURE_START_TIMEOUT = 10.0
 CAPTURE_STOP_TIMEOUT = 10.0
 CAPTURE_FLUSH_TIMEOUT = 10.0
+PROBE_PORT = 9  # discard: nothing listens, the probe only has to be captured
 TSHARK_TIMEOUT = 60.0
 
 
@@ -56,20 +57,29 @@ def tshark(capture: Path, *options: str) -> list[tuple[str, str, str]]:
     return rows
 
 
-def transport_data_count(capture: Path) -> int:
-    """How many WireGuard transport data messages the capture holds (it may still be
-    written: a packet cut short at its end makes tshark exit 2 after the others)."""
+def count(capture: Path, display_filter: str) -> int:
+    """How many packets of the capture match (it may still be written: a packet cut short
+    at its end makes tshark exit 2 after the others)."""
     result = run("tshark", "-r", str(capture), "-n", "-d", f"udp.port=={PORT},wg",
-                 "-Y", "wg.type == 4", "-T", "fields", "-e", "wg.type",
+                 "-Y", display_filter, "-T", "fields", "-e", "frame.number",
                  check=False, timeout=TSHARK_TIMEOUT)
     return len(result.stdout.split())
 
 
+def summary(capture: Path, *options: str) -> str:
+    """tshark's one line per packet, for a failure message."""
+    return run("tshark", "-r", str(capture), "-n", "-d", f"udp.port=={PORT},wg", *options,
+               check=False, timeout=TSHARK_TIMEOUT).stdout
+
+
 class Capture:
     """dumpcap on one interface of a namespace, stopped by its pid (SIGINT: it then
-    finishes the file)."""
+    finishes the file). It counts as started once a probe datagram from the other end of
+    the link (`probe`: namespace, destination address) is in the file: "Capturing on" on
+    its standard error comes before the kernel hands it packets."""
 
-    def __init__(self, d: Daemon, iface: str, path: Path) -> None:
+    def __init__(self, d: Daemon, iface: str, path: Path, probe: tuple[Namespace, str]
+                 ) -> None:
         self.path = path
         self.err = path.with_suffix(".err")
         with open(self.err, "w") as err:
@@ -77,12 +87,15 @@ class Capture:
                                    stdout=subprocess.DEVNULL, stderr=err,
                                    stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + CAPTURE_START_TIMEOUT
-        while time.monotonic() < deadline:  # it says so once it captures
-            if "Capturing on" in self.err.read_text(errors="replace"):
-                return
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
+        sock = probe[0].socket()
+        try:
+            while time.monotonic() < deadline and self.proc.poll() is None:
+                sock.sendto(b"probe", (probe[1], PROBE_PORT))
+                if self.path.exists() and count(path, f"udp.dstport == {PROBE_PORT}"):
+                    return
+                time.sleep(0.25)
+        finally:
+            sock.close()
         self.stop()
         raise RuntimeError(f"dumpcap did not start: {self.err.read_text(errors='replace')}")
 
@@ -91,7 +104,7 @@ class Capture:
         CAPTURE_FLUSH_TIMEOUT: libpcap hands packets over by blocks, filled or timed
         out, and dumpcap stopped at once would lose the last ones."""
         deadline = time.monotonic() + CAPTURE_FLUSH_TIMEOUT
-        while time.monotonic() < deadline and transport_data_count(self.path) < transport:
+        while time.monotonic() < deadline and count(self.path, "wg.type == 4") < transport:
             time.sleep(0.25)
 
     def stop(self) -> None:
@@ -124,7 +137,7 @@ def test_tshark_decrypts_the_tunnel_with_the_key_log(initiator: str) -> None:
             endpoint = f"{LINK[1 - side].split('/')[0]}:{PORT}" if knows else None
             lab.peer(d, other, f"{TUNNEL[1 - side]}/32", endpoint, "preshared-key", str(psk))
 
-        capture = Capture(wgpy, va, lab.tmp / "wg.pcapng")
+        capture = Capture(wgpy, va, lab.tmp / "wg.pcapng", (b, LINK[0].split("/")[0]))
         try:
             pinger, target = (wgpy, TUNNEL[1]) if initiator == "wgpy" else (go, TUNNEL[0])
             ping = pinger.ns.run("ping", "-c", str(PINGS), "-i", "0.2", "-W", "2", target,
@@ -146,10 +159,12 @@ def test_tshark_decrypts_the_tunnel_with_the_key_log(initiator: str) -> None:
         assert f"Writing the key log {keys}" in log
         assert all(line.split(" = ")[1] not in log for line in lines)  # no key in the log
 
-        assert transport_data_count(capture.path) >= 2 * PINGS  # the tunnel was captured
+        decrypting = ("-o", f"wg.keylog_file:{keys}")
+        why = summary(capture.path, *decrypting) + "\n".join(lines)
+        assert count(capture.path, "wg.type == 4") >= 2 * PINGS, why  # the tunnel is in it
         assert tshark(capture.path) == []  # without the key log: nothing inside it
-        seen = tshark(capture.path, "-o", f"wg.keylog_file:{keys}")
+        seen = tshark(capture.path, *decrypting)
         src, dst = (TUNNEL[0], TUNNEL[1]) if initiator == "wgpy" else (TUNNEL[1], TUNNEL[0])
         requests = [row for row in seen if row == (src, dst, "8")]
         replies = [row for row in seen if row == (dst, src, "0")]
-        assert len(requests) == PINGS and len(replies) == PINGS, seen
+        assert len(requests) == PINGS and len(replies) == PINGS, f"{seen}\n{why}"

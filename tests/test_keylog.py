@@ -15,12 +15,14 @@ import io
 import os
 import re
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-
 import test_device
 from helpers import IP_A, IP_B, Pair, ipv4, sent
+
 from wgpy import crypto
 from wgpy.constants import CONSTRUCTION, IDENTIFIER
 from wgpy.device.device import Device
@@ -179,10 +181,16 @@ def test_wider_mode_is_tightened(tmp_path: Path) -> None:
     path, log = tmp_path / "keys.log", io.StringIO()
     path.write_bytes(b"earlier\n")
     path.chmod(0o644)
-    KeyLog.open(str(path), Logger("wgk", VERBOSE, log)).close()
-    assert mode(path) == 0o600
+    keylog = KeyLog.open(str(path), Logger("wgk", VERBOSE, log))
+    keylog.close()
+    assert mode(path) == 0o600 and keylog.tightened_from == 0o644
     assert path.read_bytes() == b"earlier\n"  # kept, appended to later
+    assert log.getvalue() == ""  # said by report_open, once the daemon's logger is set up
+    keylog.report_open(Logger("wgk", VERBOSE, log))
     assert "0644 tightened to 0600" in log.getvalue()
+    again = KeyLog.open(str(path), Logger("wgk", VERBOSE, log))
+    again.close()
+    assert again.tightened_from is None
 
 
 def test_symlink_fifo_and_directory_are_refused(tmp_path: Path) -> None:
@@ -273,3 +281,18 @@ def test_device_refuses_a_key_log_it_cannot_open(tmp_path: Path) -> None:
     finally:
         tun.close()
 
+
+
+def test_daemon_refuses_to_start_with_a_key_log_it_cannot_open(tmp_path: Path) -> None:
+    """Checked before the TUN is created: exit 1 with one line, and nothing made."""
+    (tmp_path / "link").symlink_to(tmp_path / "elsewhere")
+    name = f"wgk{os.getpid() % 100000}"
+    env = {k: v for k, v in os.environ.items() if k not in ("WG_TUN_FD", "WG_UAPI_FD")}
+    result = subprocess.run([sys.executable, "-m", "wgpy", "-f", name], capture_output=True,
+                            text=True, timeout=30, stdin=subprocess.DEVNULL,
+                            env=dict(env, WGPY_KEYLOG_FILE=str(tmp_path / "link")))
+    assert result.returncode == 1, result
+    assert f"ERROR: ({name}) " in result.stdout
+    assert "Cannot open key log" in result.stdout and "symbolic link" in result.stdout
+    assert not (tmp_path / "elsewhere").exists()
+    assert not os.path.exists(f"/sys/class/net/{name}")

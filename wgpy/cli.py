@@ -88,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     name = tun.name  # the kernel's: `wg%d` became `wg0`
     log = Logger(name, level)
     log.verbose("Starting wgpy version %s", __version__)
+    if keylog is not None:
+        keylog.report_open(log)
     try:
         uapi_fd = _fd_from_env(ENV_UAPI_FD)
         uapi = listen(name) if uapi_fd is None else socket.socket(fileno=uapi_fd)

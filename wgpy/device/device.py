@@ -129,8 +129,8 @@ class Device:
         self.keylog = KeyLog.open(keylog, log) if isinstance(keylog, str) else keylog
         if self.keylog is not None:
             self.iface.keylog = self.keylog.write
-            log.verbose("Writing the key log %s: whoever reads it decrypts this traffic",
-                        self.keylog.path)
+            if isinstance(keylog, str):  # else its opener said so (cli.main)
+                self.keylog.report_open(log)
         self.bind = Bind()
         self.is_up = False
         self.drops: Counter[DropReason] = Counter()

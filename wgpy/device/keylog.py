@@ -11,9 +11,10 @@ refused (KeyLogError, a setup failure) when it
   instead of blocking the start);
 - belongs to another user, who could read it whatever its mode.
 
-An existing file of ours that group or others may access is tightened to 0600 (fchmod) and
-the daemon says so: refusing would only make its owner run chmod, while writing secrets into
-a readable file is never wanted.
+An existing file of ours that group or others may access is tightened to 0600 (fchmod),
+and `report_open` says so: refusing would only make its owner run chmod, while writing
+secrets into a readable file is never wanted. Whoever opens the key log calls `report_open`
+once its logger is set up (cli.main after its first line, or the Device given a path).
 
 Each block (four lines) goes out in one write(): O_APPEND makes it land whole at the end
 even with other writers. A failed or short write is logged once (until a write succeeds
@@ -47,6 +48,7 @@ class KeyLog:
         self.fd = fd
         self.path = path
         self.log = log
+        self.tightened_from: int | None = None  # the mode it had, if it was wider than 0600
         self._failing = False  # the last write failed (and that was logged)
 
     @classmethod
@@ -66,7 +68,6 @@ class KeyLog:
             mode = stat.S_IMODE(st.st_mode)
             if mode & 0o077:
                 os.fchmod(fd, KEYLOG_MODE)
-                log.verbose("Key log %s: mode %04o tightened to %04o", path, mode, KEYLOG_MODE)
             os.set_blocking(fd, True)
         except KeyLogError:
             os.close(fd)
@@ -74,7 +75,20 @@ class KeyLog:
         except OSError as exc:
             os.close(fd)
             raise KeyLogError(f"Cannot open key log {path}: {exc.strerror}") from exc
-        return cls(fd, path, log)
+        keylog = cls(fd, path, log)
+        if mode & 0o077:
+            keylog.tightened_from = mode
+        return keylog
+
+    def report_open(self, log: Logger) -> None:
+        """The start-up line (never a key): that the key log is written, and where. `log`,
+        the daemon's (with the kernel's interface name), also takes the write errors."""
+        self.log = log
+        if self.tightened_from is not None:
+            log.verbose("Key log %s: mode %04o tightened to %04o", self.path,
+                        self.tightened_from, KEYLOG_MODE)
+        log.verbose("Writing the key log %s: whoever reads it decrypts this traffic",
+                    self.path)
 
     def write(self, secrets: HandshakeSecrets) -> None:
         """Append one block; never raises (called from the packet path, under the core's
