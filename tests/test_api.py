@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -138,3 +139,20 @@ def test_import_wgpy_loads_no_device_code() -> None:
                          timeout=30, check=True).stdout
     assert out.strip() == "[]"
     assert "Device" in dir(wgpy) and wgpy.Device.__module__ == "wgpy.device.embedded"
+
+
+def test_an_embedded_device_writes_the_key_log_it_is_given(tmp_path: Path) -> None:
+    path = tmp_path / "keys.log"
+    server_key, client_key = wgpy.generate_private_key(), wgpy.generate_private_key()
+    with wgpy.Device.in_memory("wgapi5", keylog=str(path)) as server:
+        server.configure(private_key=server_key, peers=[wgpy.PeerConfig(
+            wgpy.public_key(client_key), allowed_ips=["10.4.0.2/32"])])
+        with wgpy.Tunnel(client_key, wgpy.public_key(server_key),
+                         ("127.0.0.1", server.listen_port), address="10.4.0.2") as t:
+            assert t.handshake()
+    lines = path.read_text().splitlines()
+    assert [line.split(" = ")[0] for line in lines] == [
+        "LOCAL_STATIC_PRIVATE_KEY", "REMOTE_STATIC_PUBLIC_KEY", "LOCAL_EPHEMERAL_PRIVATE_KEY",
+        "PRESHARED_KEY"]  # one block: the server created one response
+    assert lines[0] == f"LOCAL_STATIC_PRIVATE_KEY = {base64.b64encode(server_key).decode()}"
+    assert path.stat().st_mode & 0o777 == 0o600

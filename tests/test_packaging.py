@@ -101,7 +101,7 @@ def test_readme_covers_what_an_operator_needs() -> None:
 
 def test_man_page_documents_every_variable_and_option() -> None:
     variables = {cli.ENV_TUN_FD, cli.ENV_UAPI_FD, cli.ENV_FOREGROUND, cli.ENV_READY_FD,
-                 "LOG_LEVEL", "WGPY_SWITCH", "WG_QUICK_USERSPACE_IMPLEMENTATION"}
+                 cli.ENV_KEYLOG, "LOG_LEVEL", "WGPY_SWITCH", "WG_QUICK_USERSPACE_IMPLEMENTATION"}
     source = (ROOT / "wgpy" / "cli.py").read_text()
     read = set(re.findall(r'"((?:WG|WGPY|LOG)_[A-Z_]+)"', source))
     assert read <= variables, f"cli.py reads {read - variables}: document them"

@@ -17,6 +17,9 @@ counts as unset; the interface name is the kernel's (so `wgpy 'wg%d'` serves `wg
 socket is `wg0.sock`); an adopted TUN gets the default MTU. The daemon's process title is
 `wgpy IFNAME` (its name, as `ps -C`, `pgrep -x` and `top` see it, is `wgpy`). A crash, a
 thread of the device dying of an exception, exits 2, as a Go panic exits wireguard-go.
+
+WGPY_KEYLOG_FILE names Wireshark's WireGuard key log (wgpy/device/keylog.py), opened before
+anything is created, so that a file we may not write is a setup failure, not a silent loss.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import sys
 from wgpy import __version__
 from wgpy.device.device import Device
 from wgpy.device.ipc import SocketInUse, UapiServer, listen
+from wgpy.device.keylog import KeyLog, KeyLogError
 from wgpy.device.log import SILENT, Logger, level_from_env
 from wgpy.device.netlink import watch_link
 from wgpy.device.tun import Tun, TunError
@@ -41,6 +45,7 @@ EXIT_SETUP_FAILED = 1
 EXIT_CRASHED = 2  # a Go panic's exit status, which is what wireguard-go gives on a crash
 ENV_TUN_FD, ENV_UAPI_FD, ENV_FOREGROUND = "WG_TUN_FD", "WG_UAPI_FD", "WG_PROCESS_FOREGROUND"
 ENV_READY_FD = "WGPY_READY_FD"
+ENV_KEYLOG = "WGPY_KEYLOG_FILE"  # Wireshark's key log, appended to (wgpy/device/keylog.py)
 READY_TIMEOUT = 10.0
 
 
@@ -63,6 +68,12 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         Logger(name, level).error("%s", exc)
         return EXIT_SETUP_FAILED
+    try:  # before anything is created: a key log we cannot write is a setup failure
+        keylog_path = os.environ.get(ENV_KEYLOG, "").strip()
+        keylog = KeyLog.open(keylog_path, Logger(name, level)) if keylog_path else None
+    except KeyLogError as exc:
+        Logger(name, level).error("%s", exc)
+        return EXIT_SETUP_FAILED
 
     try:
         tun_fd = _fd_from_env(ENV_TUN_FD)
@@ -71,21 +82,29 @@ def main(argv: list[str] | None = None) -> int:
         log = Logger(name, level)
         log.verbose("Starting wgpy version %s", __version__)
         log.error("Failed to create TUN device: %s", exc)
+        if keylog is not None:
+            keylog.close()
         return EXIT_SETUP_FAILED
     name = tun.name  # the kernel's: `wg%d` became `wg0`
     log = Logger(name, level)
     log.verbose("Starting wgpy version %s", __version__)
+    if keylog is not None:
+        keylog.report_open(log)
     try:
         uapi_fd = _fd_from_env(ENV_UAPI_FD)
         uapi = listen(name) if uapi_fd is None else socket.socket(fileno=uapi_fd)
     except (OSError, SocketInUse, ValueError) as exc:
         log.error("UAPI listen error: %s", exc)
         tun.close()
+        if keylog is not None:
+            keylog.close()
         return EXIT_SETUP_FAILED
 
     if not foreground:
+        if keylog is not None:
+            keylog.close()  # the background copy opens it again (it reads the same variable)
         return _daemonize([name], tun, uapi, log)
-    return _run(tun, uapi, log, switch)
+    return _run(tun, uapi, log, switch, keylog)
 
 
 def _switch_interval() -> float:
@@ -170,10 +189,11 @@ def _daemonize(args: list[str], tun: Tun, uapi: socket.socket, log: Logger) -> i
     return 0
 
 
-def _run(tun: Tun, uapi: socket.socket, log: Logger, switch: float = 0.005) -> int:
+def _run(tun: Tun, uapi: socket.socket, log: Logger, switch: float = 0.005,
+         keylog: KeyLog | None = None) -> int:
     sys.setswitchinterval(switch)
     _set_process_title(tun.name)  # before the threads: each new thread inherits the name
-    device = Device(tun, log)
+    device = Device(tun, log, keylog)
     server = UapiServer(device, uapi)
 
     def on_signal(signum: int, _frame: object) -> None:

@@ -49,6 +49,7 @@ from wgpy.constants import (
 )
 from wgpy.device import clock
 from wgpy.device.bind import Bind, Endpoint, Local, SendError
+from wgpy.device.keylog import KeyLog
 from wgpy.device.log import VERBOSE, Logger
 from wgpy.device.tun import Tun
 from wgpy.messages import TRANSPORT_HEADER, classify
@@ -111,7 +112,9 @@ class _Waker:
 class Device:
     """Owns the TUN, the UDP sockets, the core and the threads that join them."""
 
-    def __init__(self, tun: Tun, log: Logger) -> None:
+    def __init__(self, tun: Tun, log: Logger, keylog: KeyLog | str | None = None) -> None:
+        """`keylog`: a key log for Wireshark (an open one, or a path to open: KeyLogError
+        if it cannot be), appended to at each handshake; see wgpy.device.keylog."""
         self.tun = tun
         self.log = log
         # The sans-IO core and everything in it (peers, keypairs, allowed IPs, index).
@@ -123,6 +126,11 @@ class Device:
         self.iface = Interface()
         self.iface.mtu = tun.mtu()
         self.iface.wall_offset = clock.wall_offset()
+        self.keylog = KeyLog.open(keylog, log) if isinstance(keylog, str) else keylog
+        if self.keylog is not None:
+            self.iface.keylog = self.keylog.write
+            if isinstance(keylog, str):  # else its opener said so (cli.main)
+                self.keylog.report_open(log)
         self.bind = Bind()
         self.is_up = False
         self.drops: Counter[DropReason] = Counter()
@@ -191,6 +199,9 @@ class Device:
                 peer.stop()
         self.bind.close()
         self.tun.close()
+        if self.keylog is not None:
+            self.iface.keylog = None
+            self.keylog.close()
         self._wake_tun.close()
         self._wake_udp.close()
 

@@ -111,8 +111,12 @@ class Device:
     `configure`; `close` (or the ``with`` block's end) stops it and frees its port."""
 
     def __init__(self, tun: Tun, *, uapi_dir: str | None = None, netlink: bool = False,
-                 log: Logger | None = None) -> None:
-        self._engine = Engine(tun, log or Logger(tun.name, ERROR))
+                 log: Logger | None = None, keylog: str | None = None) -> None:
+        try:
+            self._engine = Engine(tun, log or Logger(tun.name, ERROR), keylog=keylog)
+        except BaseException:
+            tun.close()
+            raise
         self._server = None
         self._closed = False
         engine = self._engine
@@ -133,16 +137,18 @@ class Device:
 
     @classmethod
     def in_memory(cls, name: str = "wgpy", *, mtu: int = DEFAULT_MTU,
-                  uapi_dir: str | None = None) -> Device:
-        """A device on an in-memory packet interface: no TUN, no root. Its link is up."""
-        return cls(MemoryTun(name, mtu), uapi_dir=uapi_dir)
+                  uapi_dir: str | None = None, keylog: str | None = None) -> Device:
+        """A device on an in-memory packet interface: no TUN, no root. Its link is up.
+        `keylog`: a file to append Wireshark's key log to (as WGPY_KEYLOG_FILE)."""
+        return cls(MemoryTun(name, mtu), uapi_dir=uapi_dir, keylog=keylog)
 
     @classmethod
     def create(cls, name: str, *, mtu: int = DEFAULT_MTU,
-               uapi_dir: str | None = "/var/run/wireguard") -> Device:
+               uapi_dir: str | None = "/var/run/wireguard", keylog: str | None = None
+               ) -> Device:
         """A device on a new TUN named `name` (needs CAP_NET_ADMIN), serving the UAPI socket
         `wg` looks for (`uapi_dir=None`: none). Bring the link up with `ip link set up`."""
-        return cls(Tun.create(name, mtu), uapi_dir=uapi_dir, netlink=True)
+        return cls(Tun.create(name, mtu), uapi_dir=uapi_dir, netlink=True, keylog=keylog)
 
     # --- what the program sees -------------------------------------------------------------
 

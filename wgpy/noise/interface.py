@@ -32,6 +32,7 @@ from wgpy.noise.cookie import CookieChecker, MacState
 from wgpy.noise.handshake import HandshakeError, StaticIdentity, initialize
 from wgpy.noise.handshake import read_initiation_static
 from wgpy.noise.keypair import Keypair
+from wgpy.noise.keylog import HandshakeSecrets
 from wgpy.noise.peer import Peer
 from wgpy.ratelimiter import RateLimiter
 from wgpy.routemtu import RouteMTUs
@@ -84,6 +85,9 @@ class Interface:
         self.route_mtus: RouteMTUs | None = None  # routes into us with an MTU (the device's)
         self.wall_offset = wall_offset  # epoch seconds minus `now`; the device keeps it current
         self.jitter = jitter
+        # Given the secrets of every handshake message we create (the device's key log,
+        # WGPY_KEYLOG_FILE); must not raise. None: nobody asked for them.
+        self.keylog: Callable[[HandshakeSecrets], None] | None = None
         self._last_under_load: float | None = None
 
     # --- configuration -------------------------------------------------------------------------

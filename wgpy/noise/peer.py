@@ -30,6 +30,7 @@ from wgpy.noise.actions import Action, ClearEndpointSource, Drop, DropReason, En
 from wgpy.noise.actions import Schedule, SendBatch, SendDatagram, WriteToTun
 from wgpy.noise.cookie import CookieGenerator
 from wgpy.noise.handshake import Handshake, HandshakeError, HandshakeState
+from wgpy.noise.keylog import HandshakeSecrets
 from wgpy.noise.keypair import Keypair, Keypairs
 from wgpy.noise.timers import Timers
 from wgpy.tai64n import timestamp as tai64n_timestamp
@@ -436,6 +437,7 @@ class Peer:
                 tai64n_timestamp(wall_ns))
         except HandshakeError:
             return  # no private key, or the peer's key is a low-order point: send nothing
+        self._hand_over_secrets(initiator=True)
         msg = build_initiation(self._new_handshake_index(), e_pub, static_ct, ts_ct)
         self.cookie.add_macs(msg, MESSAGE_INITIATION, now)
         self.timers.any_authenticated_packet_traversal(now)
@@ -449,6 +451,7 @@ class Peer:
             e_pub, empty_ct = self.handshake.create_response()
         except HandshakeError:
             return
+        self._hand_over_secrets(initiator=False)  # before _begin_session clears them
         msg = build_response(self._new_handshake_index(), self.handshake.remote_index, e_pub,
                              empty_ct)
         self.cookie.add_macs(msg, MESSAGE_RESPONSE, now)
@@ -458,6 +461,14 @@ class Peer:
             self.timers.any_authenticated_packet_sent(now)
             self.last_sent_handshake = now
             self._transmit(bytes(msg), out)
+
+    def _hand_over_secrets(self, initiator: bool) -> None:
+        """Give the key log the keys of the handshake message just created: with them
+        Wireshark decrypts the handshake and the session (`wgpy.noise.keylog`)."""
+        keylog, hs = self.interface.keylog, self.handshake
+        if keylog is not None and hs.identity.private is not None:
+            keylog(HandshakeSecrets(hs.identity.private, hs.remote_static,
+                                    hs.ephemeral_private, hs.preshared_key, initiator))
 
     def _stage(self, packet: bytes, out: list[Action]) -> None:
         if len(self.staged) >= MAX_STAGED_PACKETS:
