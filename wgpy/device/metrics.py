@@ -89,8 +89,9 @@ def bind(text: str) -> socket.socket:
     address is malformed, does not resolve, is not ours or is in use."""
     host, port = parse_address(text)
     try:
-        family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
-        addresses: list[tuple[int, Any]] = [(family, (host, port))]
+        v6 = ipaddress.ip_address(host).version == 6
+        addresses: list[tuple[int, Any]] = [(socket.AF_INET6 if v6 else socket.AF_INET,
+                                             (host, port))]
     except ValueError:  # a name: the first address it resolves to that we can bind
         try:
             addresses = [(info[0], info[4]) for info in socket.getaddrinfo(
@@ -99,8 +100,8 @@ def bind(text: str) -> socket.socket:
             raise MetricsError(f"WGPY_METRICS_ADDRESS={text[:64]!r}: cannot resolve "
                                f"{host[:64]!r}: {exc}") from None
     error: OSError | None = None
-    for family, address in addresses:
-        sock = socket.socket(family, socket.SOCK_STREAM)
+    for af, address in addresses:
+        sock = socket.socket(af, socket.SOCK_STREAM)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind(address)
