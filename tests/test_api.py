@@ -6,14 +6,17 @@ a ping waits, clean close, and `import wgpy` staying cheap for the daemon."""
 from __future__ import annotations
 
 import base64
+import logging
 import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 import wgpy
 from uapi.errors import EINVAL, UapiError
@@ -156,3 +159,18 @@ def test_an_embedded_device_writes_the_key_log_it_is_given(tmp_path: Path) -> No
         "PRESHARED_KEY"]  # one block: the server created one response
     assert lines[0] == f"LOCAL_STATIC_PRIVATE_KEY = {base64.b64encode(server_key).decode()}"
     assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_an_embedded_device_serves_metrics_and_logs_through_logging(
+        caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.DEBUG, logger="wgpy"):
+        with wgpy.Device.in_memory("wgapi6") as dev:
+            dev.configure(private_key=wgpy.generate_private_key(), peers=[wgpy.PeerConfig(
+                wgpy.public_key(wgpy.generate_private_key()), allowed_ips=["10.6.0.2/32"])])
+            host, port = dev.serve_metrics()
+            with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=5) as reply:
+                text = reply.read().decode()
+    names = {f.name for f in text_string_to_metric_families(text)}
+    assert {"wireguard_peer_receive_bytes", "wireguard_peer_last_handshake_seconds"} <= names
+    records = [r for r in caplog.records if r.name == "wgpy.device"]
+    assert records and all(getattr(r, "interface", None) == "wgapi6" for r in records)

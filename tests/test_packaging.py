@@ -8,6 +8,7 @@ from __future__ import annotations
 import ast
 import importlib.metadata
 import io
+import logging
 import os
 import re
 import subprocess
@@ -19,7 +20,7 @@ import pytest
 import wgpy
 from wgpy import cli
 from wgpy.device import tun
-from wgpy.device.log import ERROR, Logger
+from wgpy.device.log import ERROR, Logger, configure_daemon
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -101,7 +102,8 @@ def test_readme_covers_what_an_operator_needs() -> None:
 
 def test_man_page_documents_every_variable_and_option() -> None:
     variables = {cli.ENV_TUN_FD, cli.ENV_UAPI_FD, cli.ENV_FOREGROUND, cli.ENV_READY_FD,
-                 cli.ENV_KEYLOG, "LOG_LEVEL", "WGPY_SWITCH", "WG_QUICK_USERSPACE_IMPLEMENTATION"}
+                 cli.ENV_KEYLOG, cli.ENV_METRICS, cli.ENV_METRICS_FD,
+                 "LOG_LEVEL", "WGPY_SWITCH", "WG_QUICK_USERSPACE_IMPLEMENTATION"}
     source = (ROOT / "wgpy" / "cli.py").read_text()
     read = set(re.findall(r'"((?:WG|WGPY|LOG)_[A-Z_]+)"', source))
     assert read <= variables, f"cli.py reads {read - variables}: document them"
@@ -173,6 +175,12 @@ def test_missing_tun_device_says_what_to_do(monkeypatch: pytest.MonkeyPatch,
 def test_logger_writes_to_stdout(monkeypatch: pytest.MonkeyPatch) -> None:
     out = io.StringIO()
     monkeypatch.setattr(sys, "stdout", out)
-    Logger("wg7", ERROR).error("boom %d", 1)
+    handler = configure_daemon(ERROR)  # what the daemon does at startup
+    try:
+        Logger("wg7", ERROR).error("boom %d", 1)
+        Logger("wg7", ERROR).verbose("not at error level")
+    finally:
+        logging.getLogger("wgpy").removeHandler(handler)
+        logging.getLogger("wgpy").setLevel(logging.NOTSET)
     assert re.fullmatch(r"ERROR: \(wg7\) \d{4}/\d\d/\d\d \d\d:\d\d:\d\d boom 1\n",
                         out.getvalue())

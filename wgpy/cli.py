@@ -36,7 +36,8 @@ from wgpy import __version__
 from wgpy.device.device import Device
 from wgpy.device.ipc import SocketInUse, UapiServer, listen
 from wgpy.device.keylog import KeyLog, KeyLogError
-from wgpy.device.log import SILENT, Logger, level_from_env
+from wgpy.device.log import SILENT, Logger, configure_daemon, level_from_env
+from wgpy.device.metrics import MetricsError, bind
 from wgpy.device.netlink import watch_link
 from wgpy.device.tun import Tun, TunError
 
@@ -46,6 +47,7 @@ EXIT_CRASHED = 2  # a Go panic's exit status, which is what wireguard-go gives o
 ENV_TUN_FD, ENV_UAPI_FD, ENV_FOREGROUND = "WG_TUN_FD", "WG_UAPI_FD", "WG_PROCESS_FOREGROUND"
 ENV_READY_FD = "WGPY_READY_FD"
 ENV_KEYLOG = "WGPY_KEYLOG_FILE"  # Wireshark's key log, appended to (wgpy/device/keylog.py)
+ENV_METRICS, ENV_METRICS_FD = "WGPY_METRICS_ADDRESS", "WGPY_METRICS_FD"
 READY_TIMEOUT = 10.0
 
 
@@ -63,30 +65,36 @@ def main(argv: list[str] | None = None) -> int:
         return 0  # wireguard-go prints the usage and exits 0
     name = args[0]
     level = level_from_env(os.environ.get("LOG_LEVEL"))
+    configure_daemon(level)  # records of the `wgpy` loggers -> wireguard-go's lines, stdout
     try:
         switch = _switch_interval()
     except ValueError as exc:
-        Logger(name, level).error("%s", exc)
+        Logger(name, level).daemon.error("%s", exc)
+        return EXIT_SETUP_FAILED
+    try:
+        metrics = _metrics_listener()
+    except (MetricsError, OSError, ValueError) as exc:
+        sys.stderr.write(f"wgpy: {exc}\n")
         return EXIT_SETUP_FAILED
     try:  # before anything is created: a key log we cannot write is a setup failure
         keylog_path = os.environ.get(ENV_KEYLOG, "").strip()
-        keylog = KeyLog.open(keylog_path, Logger(name, level)) if keylog_path else None
+        keylog = KeyLog.open(keylog_path, Logger(name, level).daemon) if keylog_path else None
     except KeyLogError as exc:
-        Logger(name, level).error("%s", exc)
+        Logger(name, level).daemon.error("%s", exc)
         return EXIT_SETUP_FAILED
 
     try:
         tun_fd = _fd_from_env(ENV_TUN_FD)
         tun = Tun.create(name) if tun_fd is None else Tun.adopt(tun_fd)
     except (TunError, ValueError) as exc:
-        log = Logger(name, level)
+        log = Logger(name, level).daemon
         log.verbose("Starting wgpy version %s", __version__)
         log.error("Failed to create TUN device: %s", exc)
         if keylog is not None:
             keylog.close()
         return EXIT_SETUP_FAILED
     name = tun.name  # the kernel's: `wg%d` became `wg0`
-    log = Logger(name, level)
+    log = Logger(name, level).daemon
     log.verbose("Starting wgpy version %s", __version__)
     if keylog is not None:
         keylog.report_open(log)
@@ -103,8 +111,20 @@ def main(argv: list[str] | None = None) -> int:
     if not foreground:
         if keylog is not None:
             keylog.close()  # the background copy opens it again (it reads the same variable)
-        return _daemonize([name], tun, uapi, log)
-    return _run(tun, uapi, log, switch, keylog)
+        return _daemonize([name], tun, uapi, log, metrics)
+    return _run(tun, uapi, log, switch, metrics, keylog)
+
+
+def _metrics_listener() -> socket.socket | None:
+    """The metrics server's listening socket: adopted from the launcher (WGPY_METRICS_FD)
+    or bound to WGPY_METRICS_ADDRESS, before daemonizing so that a bad address fails the
+    command; None when neither is set."""
+    fd = _fd_from_env(ENV_METRICS_FD)
+    if fd is not None:
+        os.environ.pop(ENV_METRICS_FD)
+        return socket.socket(fileno=fd)
+    address = os.environ.get(ENV_METRICS, "").strip()
+    return bind(address) if address else None
 
 
 def _switch_interval() -> float:
@@ -156,17 +176,22 @@ def _set_comm(comm: bytes) -> None:
         pass
 
 
-def _daemonize(args: list[str], tun: Tun, uapi: socket.socket, log: Logger) -> int:
+def _daemonize(args: list[str], tun: Tun, uapi: socket.socket, log: Logger,
+               metrics: socket.socket | None = None) -> int:
     """Hand the TUN and the socket to a background copy and exit 0 once it serves them;
     if the copy dies first, remove the socket file and fail."""
     ready_r, ready_w = os.pipe()
     env = dict(os.environ, **{ENV_TUN_FD: str(tun.fd), ENV_UAPI_FD: str(uapi.fileno()),
                               ENV_FOREGROUND: "1", ENV_READY_FD: str(ready_w)})
+    fds: tuple[int, ...] = (tun.fd, uapi.fileno(), ready_w)
+    if metrics is not None:
+        env[ENV_METRICS_FD] = str(metrics.fileno())
+        fds += (metrics.fileno(),)
     quiet = log.level == SILENT or not os.environ.get("LOG_LEVEL")
     stdio = subprocess.DEVNULL if quiet else None
     try:
         child = subprocess.Popen([sys.executable, "-m", "wgpy", *args], env=env,
-                                 pass_fds=(tun.fd, uapi.fileno(), ready_w),
+                                 pass_fds=fds,
                                  stdin=subprocess.DEVNULL, stdout=stdio, stderr=stdio,
                                  start_new_session=True)
     except OSError as exc:
@@ -190,10 +215,10 @@ def _daemonize(args: list[str], tun: Tun, uapi: socket.socket, log: Logger) -> i
 
 
 def _run(tun: Tun, uapi: socket.socket, log: Logger, switch: float = 0.005,
-         keylog: KeyLog | None = None) -> int:
+         metrics: socket.socket | None = None, keylog: KeyLog | None = None) -> int:
     sys.setswitchinterval(switch)
     _set_process_title(tun.name)  # before the threads: each new thread inherits the name
-    device = Device(tun, log, keylog)
+    device = Device(tun, Logger(tun.name, log.level), keylog)
     server = UapiServer(device, uapi)
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -207,6 +232,8 @@ def _run(tun: Tun, uapi: socket.socket, log: Logger, switch: float = 0.005,
     device.start()
     device.spawn("uapi_accept", server.serve)
     device.spawn("netlink", lambda: watch_link(device))
+    if metrics is not None:
+        device.serve_metrics(metrics)
     log.verbose("Device started")
     ready_fd = os.environ.pop(ENV_READY_FD, None)
     if ready_fd is not None:  # tell the launcher we serve, so it may exit 0

@@ -142,7 +142,7 @@ class SetTransaction:
                 raise UapiError(errors.EINVAL, "failed to create new peer: too many peers")
             self.peer = iface.add_peer(key)
             self.peer.timers.enabled = self.device.is_up
-            self.device.log.verbose("%s - UAPI: Created", self.device.peer_name(self.peer))
+            self.device.log.uapi.verbose("%s - UAPI: Created", self.device.peer_name(self.peer))
 
     def _apply_peer(self, op: SetOperation) -> None:
         peer = self.peer
@@ -155,7 +155,7 @@ class SetTransaction:
                 self.iface.remove_peer(peer.public_key)
                 self.peer, self.dummy = None, True
         elif isinstance(op, PeerRemove):
-            self.device.log.verbose("%s - UAPI: Removing", self.device.peer_name(peer))
+            self.device.log.uapi.verbose("%s - UAPI: Removing", self.device.peer_name(peer))
             self.iface.remove_peer(peer.public_key)
             self.peer, self.dummy = None, True
         elif isinstance(op, PeerPresharedKey):

@@ -35,6 +35,7 @@ import errno
 import os
 import queue
 import select
+import socket
 import threading
 from collections import Counter
 from dataclasses import dataclass
@@ -51,6 +52,7 @@ from wgpy.device import clock
 from wgpy.device.bind import Bind, Endpoint, Local, SendError
 from wgpy.device.keylog import KeyLog
 from wgpy.device.log import VERBOSE, Logger
+from wgpy.device.metrics import MetricsServer
 from wgpy.device.tun import Tun
 from wgpy.messages import TRANSPORT_HEADER, classify
 from wgpy.noise.actions import Action, ClearEndpointSource, Drop, DropReason, Schedule
@@ -134,6 +136,9 @@ class Device:
         self.bind = Bind()
         self.is_up = False
         self.drops: Counter[DropReason] = Counter()
+        # Handshake messages by type (wgpy.device.metrics): handed to the socket, arrived.
+        self.handshakes_sent: Counter[int] = Counter()
+        self.handshakes_received: Counter[int] = Counter()
         self.stopped = threading.Event()  # set when the device must go (TUN gone, close)
         self.stop_reason = ""
         self.failed = False  # a thread died of an exception: the process exits non-zero (cli)
@@ -255,6 +260,14 @@ class Device:
             self._bind_changed.set()
             self._wake_udp.wake()
 
+    def serve_metrics(self, listener: socket.socket | str) -> tuple[str, int]:
+        """Serve Prometheus metrics at http://HOST:PORT/metrics until the device stops, in
+        the thread `metrics` (wgpy.device.metrics); `listener` is a listening socket or
+        its `HOST:PORT` (MetricsError if unusable). Returns the address served."""
+        server = MetricsServer(self, listener)
+        self.spawn("metrics", server.serve)
+        return server.address
+
     def peer_name(self, peer: Peer) -> str:
         key = _b64(peer.public_key).decode()
         return f"peer({key[:4]}…{key[-5:-1]})"
@@ -268,6 +281,8 @@ class Device:
                 self._send(action.datagrams, action.endpoint,  # type: ignore[union-attr]
                            action.peer)  # type: ignore[union-attr]
             elif kind is SendDatagram:
+                if action.data[0] != MESSAGE_TRANSPORT:  # type: ignore[union-attr]
+                    self.handshakes_sent[action.data[0]] += 1  # type: ignore[union-attr]
                 self._send([action.data], action.endpoint,  # type: ignore[union-attr]
                            action.peer)  # type: ignore[union-attr]
             elif kind is WriteToTun:
@@ -282,6 +297,7 @@ class Device:
             elif kind is ClearEndpointSource:
                 self.bind.clear_source(action.endpoint)  # type: ignore[union-attr]
             elif kind is _Reply:
+                self.handshakes_sent[MESSAGE_COOKIE_REPLY] += 1
                 self._send([action.data], action.endpoint, None,  # type: ignore[union-attr]
                            action.source)  # type: ignore[union-attr]
 
@@ -451,6 +467,7 @@ class Device:
                     if classify(data) is None:
                         invalid += 1  # junk never takes a handshake queue slot
                         continue
+                    self.handshakes_received[data[0]] += 1
                     if self._may_answer_inline(now):
                         if run_key is not None:  # in arrival order: data before it first
                             self._consume_run(run_key, run, local, now, packets, actions)

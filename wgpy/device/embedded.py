@@ -15,8 +15,12 @@ wireguard-go's `set` holds: `configure(private_key=..., peers=[PeerConfig(...)])
 typed values, or `set("...")` with UAPI lines. `state()` is what `get` answers, typed
 (`uapi.responses.DeviceInfo`, allowed IPs as `ipaddress` networks). With `uapi_dir`, the
 device also serves a UAPI socket there, so `wg` and `uapi.Client` can drive it.
-Errors in configuration raise `uapi.errors.UapiError` with wireguard-go's errno; a failed
-`set` keeps what it applied before the bad line, as wireguard-go does.
+Its log lines are records of the `wgpy.device`, `wgpy.uapi` and `wgpy.netlink` loggers
+(`logging`), with the interface name as their `interface` attribute; nothing is printed
+unless the program configures logging. `serve_metrics` serves Prometheus text, as
+WGPY_METRICS_ADDRESS does for the daemon. Errors in configuration raise
+`uapi.errors.UapiError` with wireguard-go's errno; a failed `set` keeps what it applied
+before the bad line, as wireguard-go does.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from wgpy.constants import DEFAULT_MTU
 from wgpy.device import clock
 from wgpy.device.config import SetTransaction, snapshot
 from wgpy.device.device import Device as Engine
-from wgpy.device.log import ERROR, Logger
+from wgpy.device.log import Logger
 from wgpy.device.memtun import MemoryTun
 from wgpy.device.tun import Tun
 
@@ -113,7 +117,7 @@ class Device:
     def __init__(self, tun: Tun, *, uapi_dir: str | None = None, netlink: bool = False,
                  log: Logger | None = None, keylog: str | None = None) -> None:
         try:
-            self._engine = Engine(tun, log or Logger(tun.name, ERROR), keylog=keylog)
+            self._engine = Engine(tun, log or Logger(tun.name), keylog=keylog)
         except BaseException:
             tun.close()
             raise
@@ -240,6 +244,11 @@ class Device:
             if done or clock.now() >= deadline or engine.stopped.is_set():
                 return done
             engine.stopped.wait(_HANDSHAKE_POLL)
+
+    def serve_metrics(self, address: str = "127.0.0.1:0") -> tuple[str, int]:
+        """Serve Prometheus metrics at http://HOST:PORT/metrics (a thread of the device,
+        stopped with it); returns the address served (port 0: a free one)."""
+        return self._engine.serve_metrics(address)
 
     def set_up(self, up: bool) -> None:
         """Link up or down, as `ip link set` would (in memory; a TUN follows its link)."""

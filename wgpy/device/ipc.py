@@ -378,7 +378,7 @@ class UapiServer:
                     assert self._sel is not None
                     self._sel.unregister(self.listener)
                     self._accept_paused_until = clock.now() + SWEEP_INTERVAL
-                self.device.log.error("UAPI accept failed: %s", exc)
+                self.device.log.uapi.error("UAPI accept failed: %s", exc)
                 return
             if len(self._conns) >= limit and not self._evict("connections full", None):
                 sock.close()  # every connection is being answered: nothing to close
@@ -409,7 +409,7 @@ class UapiServer:
             break
         else:
             return False
-        self.device.log.verbose("UAPI: %s, closing the connection quiet for %.1f s", why,
+        self.device.log.uapi.verbose("UAPI: %s, closing the connection quiet for %.1f s", why,
                                 clock.now() - victim.last_active)
         self._close(victim)
         return True
@@ -419,13 +419,13 @@ class UapiServer:
             if conn.state == _READING:
                 if conn.request_start is not None:
                     if now - conn.request_start > REQUEST_DEADLINE:
-                        self.device.log.verbose("UAPI: request not complete within %g s",
+                        self.device.log.uapi.verbose("UAPI: request not complete within %g s",
                                                 REQUEST_DEADLINE)
                         self._close(conn)
                 elif now - conn.last_active > CLIENT_IDLE_TIMEOUT:
                     self._close(conn)
             elif conn.state == _WRITING and now > conn.reply_deadline:
-                self.device.log.verbose("UAPI: reply not taken within %g s", REPLY_DEADLINE)
+                self.device.log.uapi.verbose("UAPI: reply not taken within %g s", REPLY_DEADLINE)
                 self._close(conn)
 
     def _read(self, conn: _Conn) -> None:
@@ -455,7 +455,7 @@ class UapiServer:
         try:
             event = conn.parser.next_event()
         except Exception as exc:  # never let a client take the daemon down
-            self.device.log.error("UAPI connection failed: %r", exc)
+            self.device.log.uapi.error("UAPI connection failed: %r", exc)
             self._close(conn)
             return
         if event is NEED_DATA:
@@ -571,7 +571,7 @@ class UapiServer:
             except OSError:
                 conn.dead = True
             except Exception as exc:  # never let a client take the daemon down
-                self.device.log.error("UAPI connection failed: %r", exc)
+                self.device.log.uapi.error("UAPI connection failed: %r", exc)
                 conn.dead = True
             self._give_back(conn)
 
@@ -597,7 +597,7 @@ class UapiServer:
             assert conn.request_start is not None
             wait = conn.request_start + REQUEST_DEADLINE - clock.now()
             if wait <= 0 or not self._lock_config(wait):
-                device.log.verbose("UAPI: set not started within %g s", REQUEST_DEADLINE)
+                device.log.uapi.verbose("UAPI: set not started within %g s", REQUEST_DEADLINE)
                 conn.dead = True
                 return
             reply = self._apply_set(conn)
@@ -605,7 +605,7 @@ class UapiServer:
                 conn.dead = True
                 return
         elif isinstance(event, RequestError):
-            device.log.verbose("UAPI: %s", event.message)
+            device.log.uapi.verbose("UAPI: %s", event.message)
             reply = [format_errno(event.errno)]
         else:  # an operation outside a set cannot come from the parser
             conn.dead = True
@@ -628,13 +628,13 @@ class UapiServer:
                 if event is NEED_DATA:
                     remaining = txn.deadline - clock.now()
                     if remaining <= 0:
-                        device.log.verbose("UAPI: set not ended within %g s", SET_DEADLINE)
+                        device.log.uapi.verbose("UAPI: set not ended within %g s", SET_DEADLINE)
                         return []
                     conn.sock.settimeout(remaining)
                     try:
                         data = conn.sock.recv(RECV_SIZE)
                     except TimeoutError:
-                        device.log.verbose("UAPI: set not ended within %g s", SET_DEADLINE)
+                        device.log.uapi.verbose("UAPI: set not ended within %g s", SET_DEADLINE)
                         return []
                     parser.receive_data(data)
                     continue
@@ -648,7 +648,7 @@ class UapiServer:
                     device.execute(txn.actions)
                     return [format_errno(0)]
                 if isinstance(event, RequestError):
-                    device.log.verbose("UAPI: %s", event.message)
+                    device.log.uapi.verbose("UAPI: %s", event.message)
                     held = False
                     self._unlock_config()
                     device.execute(txn.actions)
@@ -659,7 +659,7 @@ class UapiServer:
                     with device.lock:
                         txn.apply(event, clock.now())  # type: ignore[arg-type]
                 except UapiError as exc:
-                    device.log.verbose("UAPI: %s", exc)
+                    device.log.uapi.verbose("UAPI: %s", exc)
                     parser.abort_set()  # the parser skips the rest of this set
                     held = False
                     self._unlock_config()

@@ -126,7 +126,7 @@ def watch_link(device: Device, poll: float = 1.0) -> None:
             device.set_up(True)  # we cannot see it any more: take it as up
             return
         name = moved
-        device.log.verbose("Interface moved to another network namespace, as %s", name)
+        device.log.netlink.verbose("Interface moved to another network namespace, as %s", name)
 
 
 def _watch_in_namespace(device: Device, name: str, poll: float) -> bool:
@@ -148,7 +148,7 @@ def _watch_in_namespace(device: Device, name: str, poll: float) -> bool:
             try:
                 messages = mon.get()
             except (OSError, NetlinkError) as exc:  # e.g. ENOBUFS after an overrun
-                device.log.verbose("netlink: %s", exc)
+                device.log.netlink.verbose("netlink: %s", exc)
                 state = link_state(name)
                 if state is not None:
                     device.set_mtu(state[2])

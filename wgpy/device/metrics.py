@@ -1,0 +1,284 @@
+"""Prometheus metrics: `GET /metrics` in the text exposition format (version 0.0.4).
+
+Theory of operation: a scrape copies what it reports under the device lock (per peer: the
+public key, byte counters, last handshake, endpoint, allowed-IPs prefixes and staged queue
+length; a handful of ints, as a UAPI `get` copies them) and formats outside it; the drop
+and handshake counters and the handshake queues' lengths are read without the lock (a
+dict copy and `qsize` are atomic under the GIL). So the data path never waits on a
+scrape for longer than that copy. The server is the standard library's, one request at a
+time in the device thread `metrics` (a scraper is one client, every few seconds); each
+connection has a deadline, so a stuck client delays the next scrape, never the device.
+
+Names: the per-peer series are named and labelled as the common WireGuard exporter
+(mdlayher/wireguard_exporter) names them, so its dashboards and alerts work unchanged:
+
+    wireguard_device_info{device,public_key}                                 gauge, 1
+    wireguard_peer_info{device,public_key,allowed_ips,endpoint}              gauge, 1
+    wireguard_peer_receive_bytes_total{device,public_key}                    counter
+    wireguard_peer_transmit_bytes_total{device,public_key}                   counter
+    wireguard_peer_last_handshake_seconds{device,public_key}                 gauge, 0: never
+
+`public_key` is the peer's (the device's on `wireguard_device_info`), base64 as `wg`
+shows it. wgpy's own series carry the `wgpy_` prefix:
+
+    wgpy_dropped_packets_total{device,reason}       counter, every DropReason (lowercase)
+    wgpy_handshakes_sent_total{device,type}         counter, type: initiation, response,
+    wgpy_handshakes_received_total{device,type}     counter        cookie_reply
+    wgpy_queue_length{device,queue}                 gauge, queue: handshake, proven_handshake
+    wgpy_peer_staged_packets{device,public_key}     gauge, packets waiting for a session
+
+Sent handshake messages are those handed to the UDP socket (a failed send is also a
+drop); received ones are those that arrived with a handshake type and length, valid or
+not (what the device then dropped is in the drop counter, by reason).
+"""
+
+from __future__ import annotations
+
+import base64
+import http.server
+import ipaddress
+import socket
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from uapi.prefix import Prefix, format_prefix
+from wgpy.constants import MESSAGE_COOKIE_REPLY, MESSAGE_INITIATION, MESSAGE_RESPONSE
+from wgpy.device.config import endpoint_text
+from wgpy.noise.actions import DropReason, Endpoint
+
+if TYPE_CHECKING:
+    from wgpy.device.device import Device
+
+__all__ = ["MetricsError", "MetricsServer", "bind", "collect", "render", "parse_address"]
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+DEFAULT_PORT = 9586  # wireguard_exporter's
+CLIENT_TIMEOUT = 5.0  # seconds a client has to send its request and take the reply
+POLL_INTERVAL = 1.0  # how often the server looks at the device's stop flag
+MESSAGE_TYPES = {MESSAGE_INITIATION: "initiation", MESSAGE_RESPONSE: "response",
+                 MESSAGE_COOKIE_REPLY: "cookie_reply"}
+
+
+class MetricsError(Exception):
+    """WGPY_METRICS_ADDRESS is not an address we can serve on; the message says why."""
+
+
+# --- the address --------------------------------------------------------------------------------
+
+def parse_address(text: str) -> tuple[str, int]:
+    """`HOST:PORT` or `[IPV6]:PORT` -> (host, port). HOST is an IP address or a name that
+    resolves; PORT 0 lets the kernel pick one (for tests)."""
+    value = text.strip()
+    host, sep, port_text = value.rpartition(":")
+    if not sep or not host:
+        raise MetricsError(f"WGPY_METRICS_ADDRESS={text[:64]!r} is not HOST:PORT "
+                           f"(e.g. 127.0.0.1:{DEFAULT_PORT} or [::1]:{DEFAULT_PORT})")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise MetricsError(f"WGPY_METRICS_ADDRESS={text[:64]!r}: an IPv6 address goes in "
+                           f"brackets, as [::1]:{DEFAULT_PORT}")
+    if not port_text.isdigit() or int(port_text) > 65535:
+        raise MetricsError(f"WGPY_METRICS_ADDRESS={text[:64]!r}: the port is not a number "
+                           "from 0 to 65535")
+    return host, int(port_text)
+
+
+def bind(text: str) -> socket.socket:
+    """A listening TCP socket on the address in `text`; MetricsError, for a person, if the
+    address is malformed, does not resolve, is not ours or is in use."""
+    host, port = parse_address(text)
+    try:
+        v6 = ipaddress.ip_address(host).version == 6
+        addresses: list[tuple[int, Any]] = [(socket.AF_INET6 if v6 else socket.AF_INET,
+                                             (host, port))]
+    except ValueError:  # a name: the first address it resolves to that we can bind
+        try:
+            addresses = [(info[0], info[4]) for info in socket.getaddrinfo(
+                host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)]
+        except (socket.gaierror, UnicodeError) as exc:
+            raise MetricsError(f"WGPY_METRICS_ADDRESS={text[:64]!r}: cannot resolve "
+                               f"{host[:64]!r}: {exc}") from None
+    error: OSError | None = None
+    for af, address in addresses:
+        sock = socket.socket(af, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+            sock.listen(16)
+            return sock
+        except OSError as exc:
+            sock.close()
+            error = exc
+    reason = error.strerror if error is not None and error.strerror else error
+    raise MetricsError(f"WGPY_METRICS_ADDRESS={text[:64]!r}: cannot listen: {reason}")
+
+
+# --- what a scrape reports ----------------------------------------------------------------------
+
+@dataclass(slots=True)
+class PeerSample:
+    public_key: bytes
+    rx_bytes: int
+    tx_bytes: int
+    last_handshake: float  # epoch seconds, 0.0 for never
+    endpoint: Endpoint | None
+    prefixes: list[Prefix]
+    staged: int
+
+
+@dataclass(slots=True)
+class Sample:
+    device: str
+    public_key: bytes | None
+    peers: list[PeerSample]
+    drops: dict[DropReason, int]
+    sent: dict[int, int]
+    received: dict[int, int]
+    queues: dict[str, int]
+
+
+def collect(device: Device) -> Sample:
+    """Copy what the exposition reports; the device lock only for the peers."""
+    with device.lock:
+        identity = device.iface.identity
+        table = device.iface.allowed_ips
+        peers = [PeerSample(p.public_key, p.rx_bytes, p.tx_bytes, p.last_handshake_wall or 0.0,
+                            p.endpoint, table.prefixes_for_peer(p), len(p.staged))
+                 for p in device.iface.peers.values()]
+        public = identity.public if identity.private is not None else None
+    return Sample(
+        device=device.tun.name, public_key=public, peers=peers,
+        drops=dict(device.drops),  # one C call: atomic against the threads that count
+        sent=dict(device.handshakes_sent), received=dict(device.handshakes_received),
+        queues={"handshake": device._handshake_q.qsize(),
+                "proven_handshake": device._proven_q.qsize()})
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _labels(**labels: str) -> str:
+    return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items()) + "}"
+
+
+def _b64(key: bytes) -> str:
+    return base64.b64encode(key).decode()
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def render(s: Sample) -> str:
+    """The text exposition of one sample: HELP and TYPE, then the series, per family."""
+    lines: list[str] = []
+
+    def family(name: str, kind: str, text: str, series: list[tuple[str, float]]) -> None:
+        lines.append(f"# HELP {name} {text}")
+        lines.append(f"# TYPE {name} {kind}")
+        lines.extend(f"{name}{labels} {_number(value)}" for labels, value in series)
+
+    dev = s.device
+    keys = [(p, _b64(p.public_key)) for p in s.peers]
+    family("wireguard_device_info", "gauge", "Metadata about a device.",
+           [(_labels(device=dev, public_key=_b64(s.public_key) if s.public_key else ""), 1)])
+    family("wireguard_peer_info", "gauge",
+           "Metadata about a peer. The public_key label on peer metrics refers to the "
+           "peer's public key; not the device's public key.",
+           [(_labels(device=dev, public_key=k,
+                     allowed_ips=",".join(format_prefix(x) for x in p.prefixes),
+                     endpoint=_endpoint(p.endpoint)), 1) for p, k in keys])
+    family("wireguard_peer_receive_bytes_total", "counter",
+           "Number of bytes received from a given peer.",
+           [(_labels(device=dev, public_key=k), p.rx_bytes) for p, k in keys])
+    family("wireguard_peer_transmit_bytes_total", "counter",
+           "Number of bytes transmitted to a given peer.",
+           [(_labels(device=dev, public_key=k), p.tx_bytes) for p, k in keys])
+    family("wireguard_peer_last_handshake_seconds", "gauge",
+           "UNIX timestamp for the last handshake with a given peer.",
+           [(_labels(device=dev, public_key=k), int(p.last_handshake)) for p, k in keys])
+    family("wgpy_peer_staged_packets", "gauge",
+           "Packets staged for a peer, waiting for a session.",
+           [(_labels(device=dev, public_key=k), p.staged) for p, k in keys])
+    family("wgpy_dropped_packets_total", "counter",
+           "Packets and messages the device dropped, by reason.",
+           [(_labels(device=dev, reason=r.name.lower()), s.drops.get(r, 0))
+            for r in DropReason])
+    for way, counts in (("sent", s.sent), ("received", s.received)):
+        family(f"wgpy_handshakes_{way}_total", "counter",
+               f"Handshake messages {way}, by type.",
+               [(_labels(device=dev, type=t), counts.get(n, 0))
+                for n, t in MESSAGE_TYPES.items()])
+    family("wgpy_queue_length", "gauge", "Handshake messages waiting for the handshake worker.",
+           [(_labels(device=dev, queue=q), n) for q, n in s.queues.items()])
+    return "\n".join(lines) + "\n"
+
+
+def _endpoint(endpoint: Endpoint | None) -> str:
+    if endpoint is None:
+        return ""
+    host, port = endpoint_text(endpoint)
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+# --- the server ---------------------------------------------------------------------------------
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    server: _HTTPServer
+    timeout = CLIENT_TIMEOUT
+    protocol_version = "HTTP/1.0"
+
+    def do_GET(self) -> None:  # noqa: N802 (the name http.server calls)
+        if self.path.split("?", 1)[0] != "/metrics":
+            self.send_error(404, "Not Found: try /metrics")
+            return
+        body = render(collect(self.server.device)).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", CONTENT_TYPE)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # a scrape every few seconds is not worth a log line
+
+
+class _HTTPServer(http.server.HTTPServer):
+    device: Device
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that went away mid-reply, or a bug in rendering: the next scrape retries.
+        self.device.log.metrics.error("Metrics request from %s failed",
+                                      client_address[0] if client_address else "?")
+
+
+class MetricsServer:
+    """Serves `/metrics` for `device` on a listening socket (from `bind`, or an address
+    for it) until the device stops; `serve` is the body of the device thread `metrics`."""
+
+    def __init__(self, device: Device, listener: socket.socket | str) -> None:
+        sock = bind(listener) if isinstance(listener, str) else listener
+        self.device = device
+        self.httpd = _HTTPServer(sock.getsockname()[:2], _Handler, bind_and_activate=False)
+        self.httpd.socket.close()  # the one it made for itself: ours replaces it
+        self.httpd.socket = sock
+        self.httpd.timeout = POLL_INTERVAL
+        self.httpd.device = device
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, port = self.httpd.socket.getsockname()[:2]
+        return host, port
+
+    def serve(self) -> None:
+        log = self.device.log.metrics
+        host, port = self.address
+        log.verbose("Metrics at http://%s:%d/metrics", f"[{host}]" if ":" in host else host,
+                    port)
+        try:
+            while not self.device.stopped.is_set():
+                self.httpd.handle_request()
+        finally:
+            self.httpd.server_close()
