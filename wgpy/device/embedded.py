@@ -38,8 +38,9 @@ from uapi.protocol import SetRequestError, parse_set_line
 from uapi.responses import DeviceInfo
 from wgpy.constants import DEFAULT_MTU
 from wgpy.device import clock
-from wgpy.device.config import SetTransaction, snapshot
+from wgpy.device.config import SetTransaction, interface_info, peer_info
 from wgpy.device.device import Device as Engine
+from wgpy.device.ipc import PEERS_PER_HOLD, UapiServer, listen
 from wgpy.device.log import Logger
 from wgpy.device.memtun import MemoryTun
 from wgpy.device.tun import Tun
@@ -121,13 +122,12 @@ class Device:
         except BaseException:
             tun.close()
             raise
-        self._server = None
+        self._server: UapiServer | None = None
         self._closed = False
         engine = self._engine
         try:
             engine.start()
             if uapi_dir is not None:
-                from wgpy.device.ipc import UapiServer, listen
                 self._server = UapiServer(engine, listen(tun.name, uapi_dir))
                 engine.spawn("uapi_accept", self._server.serve)
             if netlink:
@@ -175,8 +175,13 @@ class Device:
         """What UAPI `get` reports: keys, port, fwmark, and each peer's endpoint, counters,
         last handshake and allowed IPs (as `ipaddress` networks)."""
         engine = self._engine
-        with engine.config_lock, engine.lock:
-            info = snapshot(engine)
+        with engine.config_lock:  # never half a set; the data path waits a few peers at most
+            with engine.lock:
+                info = interface_info(engine)
+                peers = list(engine.iface.peers.values())
+            for i in range(0, len(peers), PEERS_PER_HOLD):
+                with engine.lock:
+                    info.peers += [peer_info(engine, p) for p in peers[i:i + PEERS_PER_HOLD]]
         for peer in info.peers:
             peer.allowed_ips = [prefix_network(p) if isinstance(p, int) else p
                                 for p in peer.allowed_ips]
