@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from docexamples import examples
 
 EXAMPLE_TIMEOUT = 60.0

@@ -39,7 +39,7 @@ import socket
 import threading
 from collections import Counter
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 from wgpy.constants import (
     INLINE_HANDSHAKE_BURST, INLINE_HANDSHAKES_PER_SECOND, MAX_BATCH,
@@ -274,7 +274,7 @@ class Device:
 
     # --- carrying out what the core asks -------------------------------------------------------
 
-    def execute(self, actions: list[Action | _Reply]) -> None:
+    def execute(self, actions: Sequence[Action | _Reply]) -> None:
         for action in actions:
             kind = type(action)
             if kind is SendBatch:
