@@ -3,6 +3,7 @@ Run on demand, as root, never as part of the test suite:
 
     python compat/bench_throughput.py [--rounds 3] [--seconds 10] [--chart PATH] [--json PATH]
     python compat/bench_throughput.py --redraw results.json --chart PATH   # chart only
+    python compat/bench_throughput.py --first-ping-only --rounds 7 --pairs wgpy-wgpy,go-go
 
 Pairs, each a fresh pair of namespaces joined by a veth (compat/lab.py), the two daemons
 started with LOG_LEVEL=error and configured with stock `wg`; traffic goes from namespace
@@ -238,8 +239,8 @@ def peak_rss_kib(pid: int) -> int:
 
 # --- one pair, one round -----------------------------------------------------------------------
 
-def measure_pair(label: str, sender: str, receiver: str, seconds: int, udp_rate: str
-                 ) -> dict[str, Any]:
+def measure_pair(label: str, sender: str, receiver: str, seconds: int, udp_rate: str,
+                 first_only: bool = False) -> dict[str, Any]:
     from compat.lab import Lab  # noqa: PLC0415
 
     dst = "10.79.0.2"
@@ -262,6 +263,11 @@ def measure_pair(label: str, sender: str, receiver: str, seconds: int, udp_rate:
         rtts = parse_ping(first.stdout)
         row["first_ping_ms"] = rtts[0] if rtts else None
         row["first_ping_wall_ms"] = wall
+        if first_only:
+            for d in (da, db):
+                if not d.alive():
+                    raise RuntimeError(f"{d.impl} {d.ifname} died:\n{d.log_tail()}")
+            return row
         if not rtts:  # one retry so that the rest of the round can run
             a.run("ping", "-c", "3", "-i", "0.2", "-W", "2", dst, check=False, timeout=15)
 
@@ -419,6 +425,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10, help="per iperf3 test")
     parser.add_argument("--handshake-seconds", type=float, default=5.0)
     parser.add_argument("--no-handshakes", action="store_true")
+    parser.add_argument("--first-ping-only", action="store_true",
+                        help="per pair only the first ping (no iperf3, no handshake rates)")
     parser.add_argument("--udp-rate", default="0", help="iperf3 -b for UDP (0: unlimited)")
     parser.add_argument("--pairs", default=",".join(p[0] for p in PAIRS),
                         help="comma-separated subset of " + ", ".join(p[0] for p in PAIRS))
@@ -441,7 +449,7 @@ def main() -> None:
     wanted = args.pairs.split(",")
     pairs = [p for p in PAIRS if p[0] in wanted]
     items: list[tuple[str, ...]] = [("pair", *p) for p in pairs]
-    if not args.no_handshakes:
+    if not args.no_handshakes and not args.first_ping_only:
         items += [("hs", impl, mode) for mode in bench_handshakes.MODES
                   for impl in ("wgpy", "wireguard-go")]
     meta = {"host": platform.node(), "cpus": os.cpu_count(), "rounds": args.rounds,
@@ -462,7 +470,8 @@ def main() -> None:
             try:
                 if item[0] == "pair":
                     row = measure_pair(*item[1:], seconds=args.seconds,
-                                       udp_rate=args.udp_rate)
+                                       udp_rate=args.udp_rate,
+                                       first_only=args.first_ping_only)
                     row["round"] = rnd + 1
                     rows.append(row)
                     print(f"round {rnd + 1}  {describe(row)}", flush=True)
