@@ -222,6 +222,13 @@ def test_package_docstring_example_is_the_pages() -> None:
     assert mine and mine <= page_names, (mine, page_names)
 
 
+def test_readme_points_to_the_page() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.index("## Testing with wgpy\n")
+    assert section < readme.index("## Compatibility\n")
+    assert "(docs/testing.md)" in readme[section:readme.index("## Compatibility\n")]
+
+
 def test_entry_point_is_registered() -> None:
     import importlib.metadata
 
