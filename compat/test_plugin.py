@@ -282,3 +282,9 @@ def test_no_wgpy_takes_the_fixtures_away(outside: Path) -> None:
     assert "1 error" in off.stdout, off.stdout
     on = run_inner(outside, "test_lab.py", env=inner_env())
     assert on.returncode == 0 and "1 passed" in on.stdout, on.stdout
+    # docs/testing.md: without autoloading, `-p wgpy.testing.plugin` asks for it.
+    no_autoload = inner_env(PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
+    off = run_inner(outside, "test_lab.py", env=no_autoload)
+    assert "fixture 'wg_lab' not found" in off.stdout, off.stdout
+    on = run_inner(outside, "-p", "wgpy.testing.plugin", "test_lab.py", env=no_autoload)
+    assert on.returncode == 0 and "1 passed" in on.stdout, on.stdout
