@@ -2,7 +2,9 @@
 
 `require_root()` is the skip policy for every test that needs root, network namespaces,
 TUN and the stock tools: it skips with the reason, or fails instead when the environment
-variable WGPY_REQUIRE_ROOT=1 asks for these tests to be mandatory (CI running as root).
+variable WGPY_REQUIRE_ROOT=1 asks for these tests to be mandatory (CI running as root). It is
+the policy of the fixtures of wgpy's pytest plugin (wgpy/testing/plugin.py: `wg_lab`,
+`wg_tunnel`, ...), which the tests here use too.
 Tests marked `@pytest.mark.root` in this directory get it applied automatically; the
 `needs_root` fixture applies it explicitly.
 
@@ -19,7 +21,6 @@ import base64
 import contextlib
 import itertools
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -31,6 +32,8 @@ from typing import Iterator
 import pytest
 
 from wgpy import crypto
+from wgpy.testing.lab import PeerDump
+from wgpy.testing.plugin import require
 
 __all__ = ["require_root", "WgGoNamespace", "PeerDump", "in_netns", "WG_GO_ADDRESS",
            "CORE_ADDRESS"]
@@ -48,25 +51,10 @@ _counter = itertools.count()
 
 # --- skip policy ---------------------------------------------------------------------------------
 
-def _missing_requirement() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root (network namespaces, TUN)"
-    missing = [tool for tool in REQUIRED_TOOLS if shutil.which(tool) is None]
-    if missing:
-        return f"needs {', '.join(missing)} on PATH"
-    if not os.path.exists("/dev/net/tun"):
-        return "needs /dev/net/tun"
-    return None
-
-
 def require_root() -> None:
-    """Skip (or, with WGPY_REQUIRE_ROOT=1, fail) unless root with the WireGuard tools."""
-    reason = _missing_requirement()
-    if reason is None:
-        return
-    if os.environ.get("WGPY_REQUIRE_ROOT") == "1":
-        pytest.fail(f"WGPY_REQUIRE_ROOT=1 but {reason}", pytrace=False)
-    pytest.skip(reason)
+    """Skip (or, with WGPY_REQUIRE_ROOT=1, fail) unless root with the WireGuard tools: the
+    policy of the packaged plugin's fixtures (wgpy.testing.plugin.require)."""
+    require(*REQUIRED_TOOLS)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
@@ -115,20 +103,6 @@ def in_netns(ns: str) -> Iterator[None]:
 
 def b64(key: bytes) -> str:
     return base64.b64encode(key).decode()
-
-
-@dataclass(frozen=True)
-class PeerDump:
-    """One peer line of `wg show IF dump`."""
-
-    public_key: str
-    preshared_key: str
-    endpoint: str
-    allowed_ips: str
-    latest_handshake: int
-    rx_bytes: int
-    tx_bytes: int
-    persistent_keepalive: str
 
 
 @dataclass

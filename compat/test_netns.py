@@ -8,11 +8,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 import time
 
 import pytest
 
-from compat.lab import Lab
+from wgpy.testing import Lab, Tunnel, endpoint
 
 pytestmark = pytest.mark.root
 
@@ -40,46 +41,40 @@ def test_tun_moved_to_another_namespace_keeps_working() -> None:
         assert not moved.socket.exists()
 
 
-def test_replies_leave_from_the_address_the_peer_used() -> None:
-    with Lab() as lab:
-        a, b = lab.namespace("sa"), lab.namespace("sb")
-        lab.link(a, b, "192.168.89.1/24", "192.168.89.2/24")
-        for extra in ("192.168.89.11/24", "192.168.89.12/24"):
-            b.run("ip", "addr", "add", extra, "dev", b.run(
-                "ip", "-o", "link", "show", "type", "veth").stdout.split(":")[1].strip()
-                .split("@")[0])
-        wa = lab.daemon(a, "wireguard-go")
-        wb = lab.daemon(b, "wgpy")
-        lab.configure(wa, "10.89.0.1/24", 51820)
-        lab.configure(wb, "10.89.0.2/24", 51820)
-        lab.peer(wb, wa, "10.89.0.1/32")
-        for target in ("192.168.89.11", "192.168.89.12", "192.168.89.2"):
-            lab.peer(wa, wb, "10.89.0.2/32", f"{target}:51820")
-            deadline = time.monotonic() + 10
-            seen = ""
-            while time.monotonic() < deadline:
-                a.run("ping", "-c", "1", "-W", "1", "10.89.0.2", check=False)
-                seen = wa.wg("show", wa.ifname, "endpoints").stdout.split()[-1]
-                if seen == f"{target}:51820":
-                    break
-                time.sleep(0.2)
-            # wireguard-go roams to the source of what it receives: it must be `target`.
-            assert seen == f"{target}:51820", wb.log_tail()
-            assert a.run("ping", "-c", "2", "-i", "0.2", "-W", "2", "10.89.0.2",
-                         check=False).returncode == 0
+def test_replies_leave_from_the_address_the_peer_used(wg_tunnel: Tunnel) -> None:
+    """wg_tunnel (wgpy's pytest plugin): wgpy in namespace a, wireguard-go in b."""
+    wgpy, go, pair = wg_tunnel.a, wg_tunnel.b, wg_tunnel.namespaces
+    net = ipaddress.ip_interface(pair.a_addresses[0]).network
+    for extra in (11, 12):
+        pair.a.run("ip", "addr", "add", f"{net[extra]}/{net.prefixlen}", "dev", pair.veth_a,
+                   "nodad")
+    for target in (net[11], net[12], net[1]):
+        wanted = endpoint(str(target), wgpy.port)
+        go.wg("set", go.ifname, "peer", wgpy.public_key_b64, "endpoint", wanted)
+        deadline = time.monotonic() + 10
+        seen = ""
+        while time.monotonic() < deadline:
+            pair.b.ping(wgpy.ip4, count=1, wait=1)
+            seen = go.wg("show", go.ifname, "endpoints").stdout.split()[-1]
+            if seen == wanted:
+                break
+            time.sleep(0.2)
+        # wireguard-go roams to the source of what it receives: it must be `target`.
+        assert seen == wanted, wgpy.log_tail()
+        assert pair.b.ping(wgpy.ip4, count=2).returncode == 0
 
 
-def test_mtu_and_link_state_are_followed() -> None:
-    with Lab() as lab:
-        ns = lab.namespace("mt")
-        d = lab.daemon(ns, "wgpy")
-        ns.run("ip", "link", "set", d.ifname, "mtu", "1280")
-        ns.run("ip", "link", "set", d.ifname, "up")
-        ns.run("ip", "link", "set", d.ifname, "down")
-        deadline = time.monotonic() + 5
-        wanted = ["MTU updated: 1280", "Interface up", "Interface down"]
-        while time.monotonic() < deadline and not all(w in d.log.read_text() for w in wanted):
-            time.sleep(0.1)
-        log = d.log.read_text()
-        positions = [log.find(w) for w in wanted]
-        assert -1 not in positions and positions == sorted(positions), log
+def test_mtu_and_link_state_are_followed(wg_lab: Lab) -> None:
+    lab = wg_lab  # wgpy's pytest plugin: a Lab closed after the test
+    ns = lab.namespace("mt")
+    d = lab.daemon(ns, "wgpy")
+    ns.run("ip", "link", "set", d.ifname, "mtu", "1280")
+    ns.run("ip", "link", "set", d.ifname, "up")
+    ns.run("ip", "link", "set", d.ifname, "down")
+    deadline = time.monotonic() + 5
+    wanted = ["MTU updated: 1280", "Interface up", "Interface down"]
+    while time.monotonic() < deadline and not all(w in d.log.read_text() for w in wanted):
+        time.sleep(0.1)
+    log = d.log.read_text()
+    positions = [log.find(w) for w in wanted]
+    assert -1 not in positions and positions == sorted(positions), log

@@ -1,5 +1,6 @@
-"""The core is sans-IO: only wgpy/device/, wgpy/cli.py and uapi/client.py may touch sockets,
-threads, fds, the clock or netlink. This test fails if any other module imports them."""
+"""The core is sans-IO: only wgpy/device/, wgpy/cli.py and uapi/client.py (and the test
+tooling in wgpy/testing/) may touch sockets, threads, fds, the clock, netlink or processes.
+This test fails if any other module imports them, or if the daemon imports wgpy.testing."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 FORBIDDEN = {"socket", "select", "selectors", "threading", "fcntl", "time", "pyroute2",
              "asyncio", "subprocess"}
-ALLOWED = ("wgpy/device/", "wgpy/cli.py", "uapi/client.py")
+# wgpy/testing/ is test tooling shipped with the package (the lab and the pytest plugin): it
+# runs `ip`, `wg` and the daemons as subprocesses and is never imported by the daemon.
+ALLOWED = ("wgpy/device/", "wgpy/cli.py", "uapi/client.py", "wgpy/testing/")
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -39,6 +42,19 @@ def test_layering_check_catches_a_leak(tmp_path: Path) -> None:
     bad = tmp_path / "leaky.py"
     bad.write_text("import socket\nfrom time import monotonic\n")
     assert imported_modules(bad) & FORBIDDEN == {"socket", "time"}
+
+
+def test_daemon_never_imports_the_test_tooling() -> None:
+    every = sorted((ROOT / "wgpy").rglob("*.py")) + sorted((ROOT / "uapi").rglob("*.py"))
+    files = [f for f in every if "testing" not in f.relative_to(ROOT).parts]
+    assert len(files) >= 10
+    for f in files:
+        tree = ast.parse(f.read_text(), str(f))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                assert not node.module.startswith("wgpy.testing"), f
+            elif isinstance(node, ast.Import):
+                assert not any(a.name.startswith("wgpy.testing") for a in node.names), f
 
 
 def test_uapi_never_imports_wgpy() -> None:
