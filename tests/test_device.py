@@ -135,3 +135,18 @@ def test_garbage_on_the_socket_does_not_hurt(pair: tuple[Node, Node]) -> None:
             pass
     assert a.client.get().listen_port > 0
     assert not a.device.stopped.is_set()
+
+
+def test_uapi_server_closed_before_its_thread_runs_stops_quietly(tmp_path: Path) -> None:
+    """A device started and stopped at once (wgpy.Device in a short `with`): the listener
+    may be closed before the `uapi_accept` thread first touches it. That is a stop, not a
+    thread failure (which would mark the device failed: exit status 2)."""
+    tun = FakeTun("wgfq")
+    device = Device(tun, Logger("wgfq", VERBOSE, io.StringIO()))
+    server = UapiServer(device, listen("wgfq", str(tmp_path)))
+    server.close()
+    try:
+        server.serve()  # raised OSError(EBADF) before
+        assert not device.failed
+    finally:
+        device.close()

@@ -115,6 +115,26 @@ UDP_RECEIVE_RETRY_PAUSE = 1.0 / 3.0
 DEFAULT_MTU = 1420
 DEFAULT_PORT = 0  # random
 
+# The UAPI server (wgpy/device/ipc.py).
+MAX_CLIENTS = 1024  # connections at once; when full, the quietest one makes room
+FD_RESERVE = 64  # file descriptors never taken by UAPI connections (TUN, sockets, netlink)
+CLIENT_IDLE_TIMEOUT = 30.0  # silence allowed between requests
+REQUEST_DEADLINE = 30.0  # a request must be whole within this of its first byte
+SET_DEADLINE = 30.0  # a set holding config_lock must end within this time of getting it
+REPLY_DEADLINE = 30.0  # a reply must be taken by the client within this time
+INPUT_BUDGET = 8 << 20  # unparsed input held for all connections together
+REPLY_BUDGET = 64 << 20  # unsent replies held for all connections together
+MAX_WORKERS = 8  # threads that answer requests (sets mostly wait for each other)
+WORKER_IDLE = 5.0  # a worker with nothing to do for this long exits
+WATCH_INTERVAL = 0.5  # how often the socket file is checked (lstat)
+SWEEP_INTERVAL = 0.2  # how often deadlines are checked
+# Larger reads gain nothing measurable, and what a read takes in decides how much of a
+# failed set is dropped (wireguard-go drops what it had buffered; compat tests compare).
+RECV_SIZE = 1 << 16
+SEND_SIZE = 1 << 18  # a get reply goes out in writes of about this size
+PEERS_PER_HOLD = 64  # peers a get copies per hold of the device lock
+
+
 # IP header sizes used to bound padding and to read inner packets.
 IPV4_HEADER_MIN = 20
 IPV6_HEADER_SIZE = 40

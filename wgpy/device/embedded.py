@@ -36,11 +36,11 @@ from uapi.errors import UapiError
 from uapi.prefix import prefix_network
 from uapi.protocol import SetRequestError, parse_set_line
 from uapi.responses import DeviceInfo
-from wgpy.constants import DEFAULT_MTU
+from wgpy.constants import DEFAULT_MTU, PEERS_PER_HOLD
 from wgpy.device import clock
 from wgpy.device.config import SetTransaction, interface_info, peer_info
 from wgpy.device.device import Device as Engine
-from wgpy.device.ipc import PEERS_PER_HOLD, UapiServer, listen
+from wgpy.device.ipc import UapiServer, listen
 from wgpy.device.log import Logger
 from wgpy.device.memtun import MemoryTun
 from wgpy.device.tun import Tun

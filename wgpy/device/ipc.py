@@ -59,6 +59,11 @@ from uapi.protocol import (
     SetRequestEnd, SetRequestStart, format_errno,
 )
 from uapi.responses import format_interface, iter_peer
+from wgpy.constants import (
+    CLIENT_IDLE_TIMEOUT, FD_RESERVE, INPUT_BUDGET, MAX_CLIENTS, MAX_WORKERS, PEERS_PER_HOLD,
+    RECV_SIZE, REPLY_BUDGET, REPLY_DEADLINE, REQUEST_DEADLINE, SEND_SIZE, SET_DEADLINE,
+    SWEEP_INTERVAL, WATCH_INTERVAL, WORKER_IDLE,
+)
 from wgpy.device import clock
 from wgpy.device.config import SetTransaction, interface_info, peer_info
 
@@ -68,23 +73,6 @@ if TYPE_CHECKING:
 __all__ = ["SOCKET_DIR", "listen", "UapiServer", "SocketInUse"]
 
 SOCKET_DIR = "/var/run/wireguard"
-MAX_CLIENTS = 1024  # connections at once; when full, the quietest one makes room
-FD_RESERVE = 64  # file descriptors never taken by UAPI connections (TUN, sockets, netlink)
-CLIENT_IDLE_TIMEOUT = 30.0  # silence allowed between requests
-REQUEST_DEADLINE = 30.0  # a request must be whole within this of its first byte
-SET_DEADLINE = 30.0  # a set holding config_lock must end within this time of getting it
-REPLY_DEADLINE = 30.0  # a reply must be taken by the client within this time
-INPUT_BUDGET = 8 << 20  # unparsed input held for all connections together
-REPLY_BUDGET = 64 << 20  # unsent replies held for all connections together
-MAX_WORKERS = 8  # threads that answer requests (sets mostly wait for each other)
-WORKER_IDLE = 5.0  # a worker with nothing to do for this long exits
-WATCH_INTERVAL = 0.5
-SWEEP_INTERVAL = 0.2  # how often deadlines are checked
-# Larger reads gain nothing measurable, and what a read takes in decides how much of a
-# failed set is dropped (wireguard-go drops what it had buffered; compat tests compare).
-RECV_SIZE = 1 << 16
-SEND_SIZE = 1 << 18  # a get reply goes out in writes of about this size
-PEERS_PER_HOLD = 64  # peers a get copies per hold of the device lock
 
 
 # While a UAPI thread works, the GIL changes hands at least this often: a data-path thread
@@ -272,7 +260,10 @@ class UapiServer:
         with self._work_lock:
             self._serving = True
         try:
-            self.listener.setblocking(False)
+            try:
+                self.listener.setblocking(False)
+            except OSError:  # closed before this thread ran: a start and a quick stop
+                return
             sel.register(self.listener, selectors.EVENT_READ)
             sel.register(self._wake_r, selectors.EVENT_READ)
             next_watch = next_sweep = 0.0
