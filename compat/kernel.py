@@ -39,8 +39,9 @@ from typing import Iterator
 import pytest
 
 from compat.lab import Daemon, Lab, Namespace, b64, run
+from wgpy.testing.lab import InterfaceDump, PeerDump
 
-__all__ = ["KernelVM", "KernelPair", "KernelPeerDump", "kernel_vm", "kernel_pair",
+__all__ = ["KernelVM", "KernelPair", "kernel_vm", "kernel_pair",
            "KERNEL_PEER_DIR", "TAP", "HOST_OUTER", "VM_OUTER", "WGPY_INNER", "VM_INNER", "PORT"]
 
 KERNEL_PEER_DIR = Path(__file__).with_name("kernel_peer")
@@ -95,20 +96,6 @@ def build_image() -> None:
         _unavailable(f"kernel_peer.sh build exited {proc.returncode}:\n{proc.stderr[-3000:]}")
 
 
-@dataclass(frozen=True)
-class KernelPeerDump:
-    """One peer line of `wg show wg0 dump` in the VM."""
-
-    public_key: str
-    preshared_key: str
-    endpoint: str
-    allowed_ips: str
-    latest_handshake: int
-    rx_bytes: int
-    tx_bytes: int
-    persistent_keepalive: str
-
-
 @dataclass
 class KernelVM:
     """The booted VM: wg0 with `public_key` on VM_OUTER:PORT, reached from `ns`."""
@@ -138,10 +125,8 @@ class KernelVM:
     def wg(self, *args: str) -> str:
         return self.exec(shlex.join(["wg", *args])).stdout
 
-    def dump(self) -> list[KernelPeerDump]:
-        lines = self.wg("show", "wg0", "dump").strip().splitlines()
-        return [KernelPeerDump(p[0], p[1], p[2], p[3], int(p[4]), int(p[5]), int(p[6]), p[7])
-                for p in (line.split("\t") for line in lines[1:])]
+    def dump(self) -> list[PeerDump]:
+        return InterfaceDump.parse(self.wg("show", "wg0", "dump")).peers
 
     def reset(self) -> None:
         """No peers, the original listen port: the state every test starts from."""
@@ -208,14 +193,13 @@ class KernelPair:
     def wgpy_remove_peer(self) -> None:
         self.wgpy.wg("set", self.wgpy.ifname, "peer", self.vm.public_key, "remove")
 
-    def wgpy_dump(self) -> KernelPeerDump:
-        lines = self.wgpy.wg("show", self.wgpy.ifname, "dump").stdout.splitlines()
-        peers = [line.split("\t") for line in lines[1:]]
-        assert len(peers) == 1, f"wgpy {self.wgpy.ifname}: expected one peer: {lines}"
-        p = peers[0]
-        return KernelPeerDump(p[0], p[1], p[2], p[3], int(p[4]), int(p[5]), int(p[6]), p[7])
+    def wgpy_dump(self) -> PeerDump:
+        text = self.wgpy.wg("show", self.wgpy.ifname, "dump").stdout
+        peers = InterfaceDump.parse(text).peers
+        assert len(peers) == 1, f"wgpy {self.wgpy.ifname}: expected one peer: {text}"
+        return peers[0]
 
-    def kernel_dump(self) -> KernelPeerDump:
+    def kernel_dump(self) -> PeerDump:
         peers = [p for p in self.vm.dump() if p.public_key == self.wgpy_public]
         assert len(peers) == 1, f"kernel wg0: wgpy's peer not in dump: {self.vm.dump()}"
         return peers[0]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from compat.lab import WG_RUN_DIR, Lab, Namespace, b64
+from compat.lab import WG_RUN_DIR, Daemon, Lab, Namespace, b64
 from wgpy import crypto
 from wgpy.noise.actions import SendDatagram
 from wgpy.noise.interface import Interface
@@ -41,6 +41,19 @@ def _run(ns: Namespace, code: str, env: dict[str, str], *prefix: str
                           text=True, timeout=EXAMPLE_TIMEOUT, cwd="/")
 
 
+def _client_and_wireguard_go(lab: Lab, net: str) -> tuple[Namespace, Daemon, bytes]:
+    """A namespace for the client (NET.1) joined to one where wireguard-go serves at
+    NET.2:51820 as 10.66.0.1/24, knowing the returned client key as 10.66.0.2/32."""
+    a, b = lab.namespace("cli"), lab.namespace("srv")
+    lab.link(a, b, f"{net}.1/24", f"{net}.2/24")
+    server = lab.daemon(b, "wireguard-go")
+    lab.configure(server, "10.66.0.1/24", 51820)
+    client_key = crypto.generate_private_key()
+    server.wg("set", server.ifname, "peer", b64(crypto.public_key(client_key)),
+              "allowed-ips", "10.66.0.2/32")
+    return a, server, client_key
+
+
 def test_every_root_example_is_run_here() -> None:
     assert len(EXAMPLES) == 3
     for part in ("Device.create", "wgpy.Tunnel", "uapi.Client"):
@@ -59,13 +72,7 @@ def test_device_on_a_tun_is_seen_by_wg_and_gone_after_close() -> None:
 
 def test_tunnel_as_nobody_reaches_wireguard_go() -> None:
     with Lab() as lab:
-        a, b = lab.namespace("cli"), lab.namespace("srv")
-        lab.link(a, b, "192.168.93.1/24", "192.168.93.2/24")
-        server = lab.daemon(b, "wireguard-go")
-        lab.configure(server, "10.66.0.1/24", 51820)
-        client_key = crypto.generate_private_key()
-        server.wg("set", server.ifname, "peer", b64(crypto.public_key(client_key)),
-                  "allowed-ips", "10.66.0.2/32")
+        a, server, client_key = _client_and_wireguard_go(lab, "192.168.93")
         env = {"WG_SERVER_PUBLIC_KEY": b64(server.public_key),
                "WG_SERVER_ENDPOINT": "192.168.93.2:51820",
                "WG_CLIENT_PRIVATE_KEY": b64(client_key)}
@@ -114,13 +121,7 @@ def test_the_core_is_accepted_by_wireguard_go_when_it_is_given_the_wall_clock() 
     initiation only if its timestamp is newer than the last one from that key, so a program
     that leaves it at 0 (1970) is answered once and never again after a restart."""
     with Lab() as lab:
-        a, b = lab.namespace("core"), lab.namespace("go")
-        lab.link(a, b, "192.168.94.1/24", "192.168.94.2/24")
-        server = lab.daemon(b, "wireguard-go")
-        lab.configure(server, "10.66.0.1/24", 51820)
-        key = crypto.generate_private_key()
-        server.wg("set", server.ifname, "peer", b64(crypto.public_key(key)),
-                  "allowed-ips", "10.66.0.2/32")
+        a, server, key = _client_and_wireguard_go(lab, "192.168.94")
         endpoint = ("192.168.94.2", 51820)
         wall = time.time() - time.monotonic()
         assert _answered(key, 0.0, a, server.public_key, endpoint)  # first time: 1970 > never

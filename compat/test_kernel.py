@@ -30,9 +30,10 @@ from typing import Callable
 import pytest
 
 from compat.kernel import (HOST_OUTER, PORT, TAP, VM_INNER, VM_OUTER, WGPY_INNER, KernelPair,
-                           KernelPeerDump, endpoint)
+                           endpoint)
 from compat.lab import b64
 from wgpy import crypto
+from wgpy.testing.lab import PeerDump
 
 pytestmark = pytest.mark.root
 
@@ -64,7 +65,7 @@ def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.
     return bool(predicate())
 
 
-def settled_dumps(p: KernelPair) -> tuple[KernelPeerDump, KernelPeerDump]:
+def settled_dumps(p: KernelPair) -> tuple[PeerDump, PeerDump]:
     """Both sides' dumps, read while nothing moved (two equal reads on each side)."""
     for _ in range(20):
         w1, k1 = p.wgpy_dump(), p.kernel_dump()
