@@ -53,7 +53,8 @@ TUNGETDEVNETNS = 0x54E3  # _IO('T', 227), Linux 5.2
 TUNGETIFF = 0x800454D2
 CLONE_NEWNET = 0x40000000
 MOVE_SETTLE = 0.2  # after RTM_DELLINK: time for a deleted TUN to show as deleted
-MAX_BATCH = 1024  # datagrams drained per wake-up; the rest wait for the next one
+MAX_BATCH = 1 << 16  # datagrams drained per wake-up (more than a full receive buffer
+#                      holds), so that a route flood costs few read-backs
 
 
 def _setns(fd: int, nstype: int) -> bool:
