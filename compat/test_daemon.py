@@ -268,6 +268,31 @@ def test_foreground_exit_status_zero(signum: int) -> None:
         assert not link_exists(ns, d.ifname), "interface left behind"
 
 
+FLOOD_ROUTES = 60_000
+
+
+@pytest.mark.root
+def test_survives_a_route_flood() -> None:
+    # Routes added into the interface faster than the netlink thread reads their
+    # notifications overrun its receive buffer (ENOBUFS): it must read the state back and go
+    # on. A thread that fails stops the device, as pyroute2's watcher once did here.
+    with Lab() as lab:
+        ns = lab.namespace("rf")
+        d = lab.daemon(ns, "wgpy")
+        ns.run("ip", "link", "set", d.ifname, "up")
+        batch = lab.tmp / "routes.batch"
+        batch.write_text("".join(f"route add 10.{i // 250}.{i % 250}.0/24 dev {d.ifname}"
+                                 f"{' mtu 1299' if i == 7 else ''}\n"
+                                 for i in range(FLOOD_ROUTES)))
+        ns.run("ip", "-batch", str(batch), timeout=60)
+        ns.run("ip", "link", "set", d.ifname, "mtu", "1380")
+        time.sleep(3)  # the read-backs of 60,000 routes take about 2 s of CPU
+        assert d.alive(), d.log_tail()
+        assert "failed" not in d.log.read_text(), d.log_tail()
+        assert d.wg("show", d.ifname).returncode == 0
+        print("overrun seen" if "No buffer space" in d.log.read_text() else "no overrun")
+
+
 @pytest.mark.root
 def test_second_daemon_on_name_in_use_fails() -> None:
     with Lab() as lab, Background() as bg:

@@ -1,39 +1,130 @@
 """The netlink thread survives an interface that leaves between two queries (moved to
 another namespace or deleted meanwhile: ENODEV). CI once lost a daemon this way: `ip link
 set IF netns NS` right after start made `link get` fail, and the thread's exception
-stopped the device."""
+stopped the device.
+
+The requests are scripted here (no socket), but they go through the real Rtnl.get_link and
+Rtnl.routes, which turn the kernel's ENODEV into "gone"."""
 
 from __future__ import annotations
 
-from typing import Any
+import errno
+import logging
+import os
+import threading
+from typing import Any, Iterator
 
 import pytest
-from pyroute2.netlink.exceptions import NetlinkError
 
-from wgpy.device import netlink
+from wgpy.device import netlink, rtnl
+from wgpy.device.rtnl import (
+    IFINFOMSG,
+    IFLA_IFNAME,
+    IFLA_MTU,
+    RTM_NEWLINK,
+    U32,
+    Link,
+    Message,
+    Rtnl,
+    rtattr,
+)
+
+INDEX = 7
 
 
-class VanishingIPRoute:
-    """Finds the interface, then answers ENODEV, as when it moves away in between."""
+def newlink(mtu: int, flags: int = netlink.IFF_UP) -> Message:
+    payload = IFINFOMSG.pack(0, 0, INDEX, flags, 0) + rtattr(IFLA_IFNAME, b"wgvanish\0") \
+        + rtattr(IFLA_MTU, U32.pack(mtu))
+    return Message(RTM_NEWLINK, 0, 1, 0, payload)
 
-    def __enter__(self) -> VanishingIPRoute:
+
+def enodev() -> OSError:
+    return OSError(errno.ENODEV, os.strerror(errno.ENODEV))
+
+
+class ScriptedRtnl:
+    """Answers requests (a list of messages, or an exception to raise) and monitor reads
+    from scripts shared by every instance; its monitor fd is a pipe that stays readable."""
+
+    requests: list[list[Message] | OSError] = []
+    events: list[list[rtnl.Event] | None] = []
+    ready_r, ready_w = -1, -1
+
+    def __init__(self, groups: int = 0) -> None:
+        self.groups = groups
+
+    def __enter__(self) -> ScriptedRtnl:
         return self
 
     def __exit__(self, *exc: object) -> None:
         pass
 
-    def link_lookup(self, **kw: Any) -> list[int]:
-        return [7]
+    def fileno(self) -> int:
+        return self.ready_r
 
-    def link(self, *args: Any, **kw: Any) -> Any:
-        raise NetlinkError(19, "No such device")
+    def request(self, msg_type: int, flags: int, body: bytes) -> Iterator[Message]:
+        answer = self.requests.pop(0)
+        if isinstance(answer, OSError):
+            raise answer
+        return iter(answer)
 
-    def get_routes(self, **kw: Any) -> Any:
-        raise NetlinkError(19, "No such device")
+    def recv(self) -> list[rtnl.Event] | None:
+        return self.events.pop(0) if self.events else None
+
+    get_link = Rtnl.get_link
+    routes = Rtnl.routes
 
 
-def test_queries_about_a_vanishing_interface_answer_gone(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(netlink, "IPRoute", VanishingIPRoute)
+@pytest.fixture
+def scripted(monkeypatch: pytest.MonkeyPatch) -> Iterator[type[ScriptedRtnl]]:
+    monkeypatch.setattr(netlink, "Rtnl", ScriptedRtnl)
+    r, w = os.pipe()
+    os.write(w, b"x")
+    ScriptedRtnl.ready_r, ScriptedRtnl.ready_w = r, w
+    yield ScriptedRtnl
+    os.close(r)
+    os.close(w)
+
+
+def test_queries_about_a_vanishing_interface_answer_gone(scripted: Any) -> None:
+    scripted.requests = [enodev(), enodev()]
     assert netlink.link_state("wgvanish") is None
-    assert netlink.routes_into(7) == []
+    assert netlink.routes_into(INDEX) == []
+    assert scripted.requests == []
+
+
+class FakeDevice:
+    def __init__(self, fd: int) -> None:
+        self.tun = type("Tun", (), {"name": "wgvanish", "fd": fd})()
+        self.stopped = threading.Event()
+        self.log = type("Log", (), {"netlink": type("L", (), {
+            "verbose": staticmethod(lambda *a: logging.debug(*a))})()})()
+        self.mtus: list[int] = []
+        self.ups: list[bool] = []
+        self.routes: list[list[Any]] = []
+
+    def set_mtu(self, mtu: int) -> None:
+        self.mtus.append(mtu)
+
+    def set_up(self, up: bool) -> None:
+        self.ups.append(up)
+
+    def set_routes(self, routes: list[Any]) -> None:
+        self.routes.append(routes)
+
+
+def test_the_thread_survives_an_interface_that_leaves_after_an_event(scripted: Any) -> None:
+    # Start: the link is there, its route dump already fails (moved away meanwhile). Then
+    # an RTM_NEWLINK (MTU 1380, down) arrives, and reading the state back finds it gone.
+    scripted.requests = [[newlink(1420)], enodev(), enodev()]
+    scripted.events = [[Link(RTM_NEWLINK, INDEX, 0, "wgvanish", 1380)], None]
+    device = FakeDevice(scripted.ready_r)  # not a TUN: TUNGETDEVNETNS fails, so the
+    # thread cannot follow the interface and takes it as up
+    thread = threading.Thread(target=netlink.watch_link, args=(device, 0.01), daemon=True)
+    thread.start()
+    thread.join(5)
+    assert not thread.is_alive()
+    assert device.mtus == [1420, 1380]
+    assert device.ups == [True, False, True]
+    assert device.routes == [[]]
+    assert scripted.requests == [] and scripted.events == []

@@ -1,5 +1,5 @@
-"""Following the TUN through netlink (pyroute2): up/down, MTU, and moves out of our
-network namespace. Never on the packet path.
+"""Following the TUN through netlink (our rtnetlink client, wgpy.device.rtnl): up/down,
+MTU, and moves out of our network namespace. Never on the packet path.
 
 RTM_NEWLINK for our interface carries its flags and MTU: IFF_UP turns the device's timers
 and sockets' duties on or off, a new MTU changes the padding limit. An RTM_DELLINK while
@@ -14,21 +14,33 @@ without TUNGETDEVNETNS we cannot see the state any more and take the link as up.
 Routes into the interface (main table) and their MTUs are followed too (RTM_NEWROUTE,
 RTM_DELROUTE): the kernel pads a packet only up to its route's MTU (wgpy.routemtu).
 A deleted TUN is noticed by the TUN reader (reads fail with EBADFD).
+
+Each wake-up drains the waiting notifications and applies every RTM_NEWLINK of ours in
+turn (a quick up-down is an up and a down: wg_open, wg_stop). Then, if any message was
+about our interface or notifications were lost (ENOBUFS), the link's state and its routes
+are read back: the kernel sends no RTM_DELROUTE for the IPv4 routes it flushes when a link
+goes down, and after an overrun only a read-back tells what was missed. Route dumps are
+filtered by the kernel (table, interface), so a read-back costs three small requests.
 """
 
 from __future__ import annotations
 
-import ctypes
 import fcntl
-import ipaddress
 import os
 import select
 import socket
 from typing import TYPE_CHECKING
 
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
-
+from wgpy.device.rtnl import (
+    RTM_DELLINK,
+    RTM_NEWLINK,
+    RTMGRP_IPV4_ROUTE,
+    RTMGRP_IPV6_ROUTE,
+    RTMGRP_LINK,
+    RTN_UNICAST,
+    Link,
+    Rtnl,
+)
 from wgpy.routemtu import Route
 
 if TYPE_CHECKING:
@@ -37,16 +49,25 @@ if TYPE_CHECKING:
 __all__ = ["watch_link", "link_state"]
 
 IFF_UP = 0x1
-RTMGRP_LINK = 0x1
-RTMGRP_IPV4_ROUTE = 0x40
-RTMGRP_IPV6_ROUTE = 0x400
-RT_TABLE_MAIN = 254
-RTN_UNICAST = 1
 TUNGETDEVNETNS = 0x54E3  # _IO('T', 227), Linux 5.2
 TUNGETIFF = 0x800454D2
 CLONE_NEWNET = 0x40000000
 MOVE_SETTLE = 0.2  # after RTM_DELLINK: time for a deleted TUN to show as deleted
-_libc = ctypes.CDLL(None, use_errno=True)
+MAX_BATCH = 1 << 16  # datagrams drained per wake-up (more than a full receive buffer
+#                      holds), so that a route flood costs few read-backs
+
+
+def _setns(fd: int, nstype: int) -> bool:
+    setns = getattr(os, "setns", None)  # Python 3.12
+    if setns is not None:
+        try:
+            setns(fd, nstype)
+        except OSError:
+            return False
+        return True
+    import ctypes  # only for a move: ctypes is not worth its memory otherwise
+
+    return ctypes.CDLL(None, use_errno=True).setns(fd, nstype) == 0
 
 
 def follow_tun_namespace(tun_fd: int) -> str | None:
@@ -57,7 +78,7 @@ def follow_tun_namespace(tun_fd: int) -> str | None:
     except OSError:
         return None
     try:
-        if _libc.setns(ns_fd, CLONE_NEWNET) != 0:
+        if not _setns(ns_fd, CLONE_NEWNET):
             return None
     finally:
         os.close(ns_fd)
@@ -73,43 +94,31 @@ def routes_into(index: int) -> list[Route]:
     they cannot be read: the interface may be moving or going away meanwhile)."""
     try:
         return _routes_into(index)
-    except (NetlinkError, OSError):
+    except OSError:
         return []
 
 
 def _routes_into(index: int) -> list[Route]:
     routes = []
-    with IPRoute() as ipr:
+    with Rtnl() as rtnl:
         for family, size in ((socket.AF_INET, 4), (socket.AF_INET6, 16)):
-            for msg in ipr.get_routes(family=family):
-                table = msg.get_attr("RTA_TABLE") or msg["table"]
-                if msg.get_attr("RTA_OIF") != index or table != RT_TABLE_MAIN \
-                        or msg["type"] != RTN_UNICAST:
-                    continue
-                dst = msg.get_attr("RTA_DST")
-                address = ipaddress.ip_address(dst).packed if dst else bytes(size)
-                metrics = msg.get_attr("RTA_METRICS")
-                mtu = metrics.get_attr("RTAX_MTU") if metrics else None
-                routes.append(Route(address, int(msg["dst_len"]), int(mtu) if mtu else None))
+            for msg in rtnl.routes(family, oif=index):  # main table
+                if msg.route_type == RTN_UNICAST:
+                    routes.append(Route(msg.dst or bytes(size), msg.dst_len, msg.mtu or None))
     return routes
 
 
 def link_state(name: str) -> tuple[int, bool, int] | None:
     """(ifindex, up, mtu) of interface `name` in our namespace, or None (also when it
-    leaves between the lookup and the query: ENODEV while it is moved or deleted)."""
+    leaves meanwhile: ENODEV while it is moved or deleted)."""
     try:
-        return _link_state(name)
-    except (NetlinkError, OSError):
+        with Rtnl() as rtnl:
+            link = rtnl.get_link(name)
+    except OSError:
         return None
-
-
-def _link_state(name: str) -> tuple[int, bool, int] | None:
-    with IPRoute() as ipr:
-        found = ipr.link_lookup(ifname=name)
-        if not found:
-            return None
-        link = ipr.link("get", index=found[0])[0]
-        return int(found[0]), bool(link["flags"] & IFF_UP), int(link.get_attr("IFLA_MTU"))
+    if link is None or link.mtu is None:
+        return None
+    return link.index, bool(link.flags & IFF_UP), link.mtu
 
 
 def watch_link(device: Device, poll: float = 1.0) -> None:
@@ -131,9 +140,8 @@ def watch_link(device: Device, poll: float = 1.0) -> None:
 
 def _watch_in_namespace(device: Device, name: str, poll: float) -> bool:
     """Follow `name` in this thread's namespace; True when it left (RTM_DELLINK)."""
-    with IPRoute() as mon:
+    with Rtnl(RTMGRP_LINK | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE) as mon:
         # Subscribe first, so no event falls between.
-        mon.bind(groups=RTMGRP_LINK | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE)
         state = link_state(name)
         if state is None:
             return True  # already gone from here
@@ -145,32 +153,34 @@ def _watch_in_namespace(device: Device, name: str, poll: float) -> bool:
             ready, _, _ = select.select([mon.fileno()], [], [], poll)
             if not ready:
                 continue
-            try:
-                messages = mon.get()
-            except (OSError, NetlinkError) as exc:  # e.g. ENOBUFS after an overrun
-                device.log.netlink.verbose("netlink: %s", exc)
-                state = link_state(name)
-                if state is not None:
-                    device.set_mtu(state[2])
-                    device.set_up(state[1])
-                continue
-            # pyroute2's get() may return only the first of several messages and keep the
-            # rest where select never reports them (`ip link set mtu 1380 up` sends two; a
-            # link going down comes with route deletions): so after the messages it has
-            # given, every wake-up reads the link's state and routes back.
-            for msg in messages:
-                if msg.get("index") != index:
-                    continue
-                if msg["event"] == "RTM_DELLINK":
-                    return True
-                if msg["event"] == "RTM_NEWLINK":  # each state in turn: a quick up-down
-                    new_mtu = msg.get_attr("IFLA_MTU")  # is an up and a down (wg_open/stop)
-                    if new_mtu:
-                        device.set_mtu(int(new_mtu))
-                    device.set_up(bool(msg["flags"] & IFF_UP))
+            ours, overrun = False, False
+            for _ in range(MAX_BATCH):
+                try:
+                    events = mon.recv()
+                except OSError as exc:  # ENOBUFS: notifications were lost
+                    device.log.netlink.verbose("netlink: %s", exc)
+                    overrun = True
+                    break
+                if events is None:
+                    break  # drained
+                for event in events:
+                    if isinstance(event, Link):
+                        if event.index != index:
+                            continue
+                        ours = True
+                        if event.type == RTM_DELLINK:
+                            return True
+                        if event.type == RTM_NEWLINK:  # each state in turn
+                            if event.mtu:
+                                device.set_mtu(event.mtu)
+                            device.set_up(bool(event.flags & IFF_UP))
+                    elif event.oif == index:
+                        ours = True
+            if not (ours or overrun):
+                continue  # another interface's business
             state = link_state(name)
             if state is None or state[0] != index:
-                return True  # gone, though its RTM_DELLINK stayed in pyroute2's hands
+                return True  # gone (renamed, or its RTM_DELLINK was lost in an overrun)
             device.set_mtu(state[2])
             device.set_up(state[1])
             device.set_routes(routes_into(index))

@@ -12,6 +12,11 @@ process (WG_TUN_FD); both set the MTU to DEFAULT_MTU, as wireguard-go's `CreateT
 about it (a container needs `--device /dev/net/tun`). The fd is non-blocking; readers
 wait with select and drain until EAGAIN, so one wake-up yields a batch. A write to a TUN
 that is down fails with EIO: that is an event for the caller, not a crash.
+
+The MTU is read and set with the interface ioctls SIOCGIFMTU and SIOCSIFMTU (`struct
+ifreq`: the name, then an int in its union), on a datagram socket of the calling thread's
+network namespace; AF_UNIX serves, so no IPv4 stack is needed (the socket's own family
+answers ENOIOCTLCMD and the kernel's dev_ioctl takes over).
 """
 
 from __future__ import annotations
@@ -19,9 +24,8 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import socket
 import struct
-
-from pyroute2 import IPRoute
 
 from wgpy.constants import DEFAULT_MTU
 from wgpy.tunoffload import VNET_HDR_SIZE, coalesce
@@ -35,7 +39,10 @@ IFF_NO_PI = 0x1000
 IFF_VNET_HDR = 0x4000
 TUNSETOFFLOAD = 0x400454D0
 IFNAMSIZ = 16
-_IFREQ = struct.Struct("16sH")
+_IFREQ = struct.Struct("16sH")  # TUNSETIFF/TUNGETIFF: name, ifr_flags
+SIOCGIFMTU = 0x8921
+SIOCSIFMTU = 0x8922
+_IFREQ_MTU = struct.Struct("16si20x")  # name, ifr_mtu; sizeof(struct ifreq) is 40
 TUN_PATH = "/dev/net/tun"
 # What a person can do about a /dev/net/tun that is missing or not allowed.
 TUN_HINT = ("in a container, start it with --device /dev/net/tun (and --cap-add NET_ADMIN); "
@@ -109,19 +116,23 @@ class Tun:
     def fileno(self) -> int:
         return self.fd
 
+    def _mtu_ioctl(self, request: int, mtu: int) -> int:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            ifr = fcntl.ioctl(sock, request, _IFREQ_MTU.pack(self.name.encode(), mtu))
+        return int(_IFREQ_MTU.unpack(ifr)[1])
+
     def set_mtu(self, mtu: int) -> None:
-        with IPRoute() as ipr:
-            ipr.link("set", index=self.ifindex(ipr), mtu=mtu)
+        """Set the interface's MTU (OSError: ENODEV if it is gone, EINVAL if out of range)."""
+        self._mtu_ioctl(SIOCSIFMTU, mtu)
 
     def mtu(self) -> int:
-        with IPRoute() as ipr:
-            return int(ipr.link("get", index=self.ifindex(ipr))[0].get_attr("IFLA_MTU"))
+        return self._mtu_ioctl(SIOCGIFMTU, 0)
 
-    def ifindex(self, ipr: IPRoute) -> int:
-        found = ipr.link_lookup(ifname=self.name)
-        if not found:
-            raise TunError(f"interface {self.name} not found")
-        return int(found[0])
+    def ifindex(self) -> int:
+        try:
+            return socket.if_nametoindex(self.name)
+        except OSError as exc:
+            raise TunError(f"interface {self.name} not found") from exc
 
     def read_batch(self, limit: int, size: int = 65535) -> list[bytes]:
         """Up to `limit` packets already waiting; [] if none. Raises OSError if the TUN died."""
