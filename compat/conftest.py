@@ -33,6 +33,7 @@ import pytest
 
 from wgpy import crypto
 from wgpy.testing.lab import PeerDump
+from wgpy.testing.lab import in_netns as lab_in_netns
 from wgpy.testing.plugin import require
 
 __all__ = ["require_root", "WgGoNamespace", "PeerDump", "in_netns", "WG_GO_ADDRESS",
@@ -92,13 +93,8 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float = STOP_TIMEOUT) -
 def in_netns(ns: str) -> Iterator[None]:
     """Run the body with this thread inside network namespace `ns` (sockets created there
     stay there)."""
-    from pyroute2 import netns
-
-    netns.pushns(ns)
-    try:
+    with lab_in_netns(ns):
         yield
-    finally:
-        netns.popns()
 
 
 def b64(key: bytes) -> str:

@@ -53,7 +53,7 @@ TUNGETDEVNETNS = 0x54E3  # _IO('T', 227), Linux 5.2
 TUNGETIFF = 0x800454D2
 CLONE_NEWNET = 0x40000000
 MOVE_SETTLE = 0.2  # after RTM_DELLINK: time for a deleted TUN to show as deleted
-MAX_BATCH = 1 << 16  # datagrams drained per wake-up (more than a full receive buffer
+MAX_DRAIN = 1 << 16  # datagrams drained per wake-up (more than a full receive buffer
 #                      holds), so that a route flood costs few read-backs
 
 
@@ -154,7 +154,7 @@ def _watch_in_namespace(device: Device, name: str, poll: float) -> bool:
             if not ready:
                 continue
             ours, overrun = False, False
-            for _ in range(MAX_BATCH):
+            for _ in range(MAX_DRAIN):
                 try:
                     events = mon.recv()
                 except OSError as exc:  # ENOBUFS: notifications were lost

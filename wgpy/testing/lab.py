@@ -27,6 +27,7 @@ the running Python, else `python -m wgpy`; wireguard-go is looked up on PATH. Ro
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import ipaddress
 import itertools
 import os
@@ -35,6 +36,7 @@ import signal
 import socket as _socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,12 +47,13 @@ from wgpy.testing.keys import b64
 
 __all__ = ["Lab", "Namespace", "NamespacePair", "Daemon", "Tunnel", "InterfaceDump",
            "PeerDump", "Subnet", "run", "endpoint", "missing_requirement", "wgpy_command",
-           "b64", "WGPY", "WG_RUN_DIR", "BASE_TOOLS"]
+           "b64", "in_netns", "WGPY", "WG_RUN_DIR", "BASE_TOOLS"]
 
 WG_RUN_DIR = Path("/var/run/wireguard")
 COMMAND_TIMEOUT = 30.0
 STARTUP_TIMEOUT = 10.0
 STOP_TIMEOUT = 5.0
+_CLONE_NEWNET = 0x40000000
 PORT = 51820
 BASE_TOOLS = ("ip", "wg", "ping")  # what every lab needs; wireguard-go only for its peers
 # The wgpy console script of the environment running the tests (wgpy_command() falls back
@@ -86,6 +89,36 @@ def run(*argv: str, check: bool = True, timeout: float = COMMAND_TIMEOUT,
         raise RuntimeError(f"{' '.join(argv)} exited {proc.returncode}: "
                            f"{proc.stderr.strip() or proc.stdout.strip()}")
     return proc
+
+
+@contextlib.contextmanager
+def in_netns(name: str) -> Iterator[None]:
+    """Run the body with the calling thread inside network namespace `name` (as created by
+    `ip netns add`): sockets made there stay there. setns(2) moves only this thread."""
+    here = os.open(f"/proc/self/task/{threading.get_native_id()}/ns/net", os.O_RDONLY)
+    try:
+        there = os.open(f"/var/run/netns/{name}", os.O_RDONLY)
+        try:
+            _setns(there)
+        finally:
+            os.close(there)
+        try:
+            yield
+        finally:
+            _setns(here)
+    finally:
+        os.close(here)
+
+
+def _setns(fd: int) -> None:
+    setns = getattr(os, "setns", None)  # Python 3.12
+    if setns is not None:
+        setns(fd, _CLONE_NEWNET)
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.setns(fd, _CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
 
 
 def endpoint(address: str, port: int = PORT) -> str:
@@ -139,13 +172,8 @@ class Namespace:
     def socket(self, family: int = _socket.AF_INET, type: int = _socket.SOCK_DGRAM,
                proto: int = 0) -> _socket.socket:
         """A socket created inside this namespace (it stays there); the caller closes it."""
-        from pyroute2 import netns
-
-        netns.pushns(self.name)
-        try:
+        with in_netns(self.name):
             return _socket.socket(family, type, proto)
-        finally:
-            netns.popns()
 
 
 @dataclass
