@@ -8,13 +8,13 @@ from wgpy.testing.lab import (  # noqa: F401
     WGPY,
     Daemon,
     Lab,
+    LabTunnel,
     Namespace,
     NamespacePair,
-    Tunnel,
     b64,
     endpoint,
     run,
 )
 
-__all__ = ["Lab", "Namespace", "NamespacePair", "Daemon", "Tunnel", "run", "b64",
+__all__ = ["Lab", "Namespace", "NamespacePair", "Daemon", "LabTunnel", "run", "b64",
            "endpoint", "WGPY", "WG_RUN_DIR"]

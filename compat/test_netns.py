@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from wgpy.testing import Lab, Tunnel, endpoint
+from wgpy.testing import Lab, LabTunnel, endpoint
 
 pytestmark = pytest.mark.root
 
@@ -41,7 +41,7 @@ def test_tun_moved_to_another_namespace_keeps_working() -> None:
         assert not moved.socket.exists()
 
 
-def test_replies_leave_from_the_address_the_peer_used(wg_tunnel: Tunnel) -> None:
+def test_replies_leave_from_the_address_the_peer_used(wg_tunnel: LabTunnel) -> None:
     """wg_tunnel (wgpy's pytest plugin): wgpy in namespace a, wireguard-go in b."""
     wgpy, go, pair = wg_tunnel.a, wg_tunnel.b, wg_tunnel.namespaces
     net = ipaddress.ip_interface(pair.a_addresses[0]).network

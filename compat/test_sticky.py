@@ -13,12 +13,12 @@ import time
 
 import pytest
 
-from wgpy.testing import Tunnel, endpoint
+from wgpy.testing import LabTunnel, endpoint
 
 pytestmark = pytest.mark.root
 
 
-def test_first_packet_after_the_sticky_address_vanishes_arrives(wg_tunnel: Tunnel) -> None:
+def test_first_packet_after_the_sticky_address_vanishes_arrives(wg_tunnel: LabTunnel) -> None:
     """wg_tunnel (wgpy's pytest plugin): wgpy in namespace a, wireguard-go in b."""
     wgpy, go, pair = wg_tunnel.a, wg_tunnel.b, wg_tunnel.namespaces
     a, b = pair.a, pair.b

@@ -11,10 +11,10 @@ fixture `wg_lab` and builds the others on it, so teardown follows every test eve
 fails. The plugin only adds fixtures; `-p no:wgpy` turns it off. The page docs/testing.md
 of the repository describes the fixtures; its example, run by the project's CI, starts so:
 
-    from wgpy.testing import Tunnel, endpoint
+    from wgpy.testing import LabTunnel, endpoint
 
 
-    def test_ping_both_ways(wg_tunnel: Tunnel) -> None:
+    def test_ping_both_ways(wg_tunnel: LabTunnel) -> None:
         wgpy, go = wg_tunnel.a, wg_tunnel.b
         for src, dst in ((wgpy, go), (go, wgpy)):
             for family in (4, 6):
@@ -33,16 +33,16 @@ from wgpy.testing.lab import (
                               Daemon,
                               InterfaceDump,
                               Lab,
+                              LabTunnel,
                               Namespace,
                               NamespacePair,
                               PeerDump,
                               Subnet,
-                              Tunnel,
                               endpoint,
                               missing_requirement,
                               wgpy_command,
 )
 
-__all__ = ["Lab", "Namespace", "NamespacePair", "Daemon", "Tunnel", "InterfaceDump",
+__all__ = ["Lab", "Namespace", "NamespacePair", "Daemon", "LabTunnel", "InterfaceDump",
            "PeerDump", "Subnet", "KeyPair", "b64", "endpoint", "missing_requirement",
            "wgpy_command"]

@@ -45,7 +45,7 @@ from typing import Iterator
 from wgpy import crypto
 from wgpy.testing.keys import b64
 
-__all__ = ["Lab", "Namespace", "NamespacePair", "Daemon", "Tunnel", "InterfaceDump",
+__all__ = ["Lab", "Namespace", "NamespacePair", "Daemon", "LabTunnel", "InterfaceDump",
            "PeerDump", "Subnet", "run", "endpoint", "missing_requirement", "wgpy_command",
            "b64", "in_netns", "WGPY", "WG_RUN_DIR", "BASE_TOOLS"]
 
@@ -290,7 +290,7 @@ class Daemon:
 
 
 @dataclass
-class Tunnel:
+class LabTunnel:
     """Daemons `a` (in namespaces.a) and `b` (in namespaces.b), peers of each other."""
 
     namespaces: NamespacePair
@@ -421,7 +421,7 @@ class Lab:
         return d
 
     def connect(self, pair: NamespacePair, a: Daemon, b: Daemon, family: int = 4,
-                endpoints: str = "ab") -> Tunnel:
+                endpoints: str = "ab") -> LabTunnel:
         """Make `a` (in pair.a) and `b` (in pair.b) peers of each other, each allowing the
         other's tunnel addresses; `endpoints` says which sides know the other's endpoint on
         the veth (IPv4 or IPv6 by `family`)."""
@@ -432,7 +432,7 @@ class Lab:
             known = ("a" if d is a else "b") in endpoints
             self.peer(d, other, allowed, endpoint(addresses[side], other.port) if known
                       else None)
-        return Tunnel(pair, a, b)
+        return LabTunnel(pair, a, b)
 
     def move(self, d: Daemon, ns: Namespace) -> None:
         """Move `d`'s TUN into `ns`, as netns.sh does: the daemon and its UDP sockets stay

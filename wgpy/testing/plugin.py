@@ -20,7 +20,7 @@ from typing import Callable, Iterator
 import pytest
 
 from wgpy.testing.keys import KeyPair
-from wgpy.testing.lab import BASE_TOOLS, Daemon, Lab, NamespacePair, Tunnel, missing_requirement
+from wgpy.testing.lab import BASE_TOOLS, Daemon, Lab, LabTunnel, NamespacePair, missing_requirement
 
 __all__ = ["require", "wg_lab", "wg_keys", "wg_namespaces", "wg_wgpy_peer",
            "wg_wireguard_go_peer", "wg_tunnel"]
@@ -78,7 +78,7 @@ def wg_wgpy_peer(wg_lab: Lab, wg_namespaces: NamespacePair) -> Daemon:
 
 @pytest.fixture
 def wg_tunnel(wg_lab: Lab, wg_namespaces: NamespacePair, wg_wireguard_go_peer: Daemon,
-              wg_wgpy_peer: Daemon) -> Tunnel:
+              wg_wgpy_peer: Daemon) -> LabTunnel:
     """`wg_wgpy_peer` (tunnel.a) and `wg_wireguard_go_peer` (tunnel.b) as peers of each
     other, each with the other's endpoint on the veth (IPv4): ready to ping."""
     return wg_lab.connect(wg_namespaces, wg_wgpy_peer, wg_wireguard_go_peer)
