@@ -21,7 +21,6 @@ import base64
 import contextlib
 import itertools
 import os
-import signal
 import socket
 import subprocess
 import time
@@ -34,6 +33,7 @@ import pytest
 from wgpy import crypto
 from wgpy.testing.lab import PeerDump
 from wgpy.testing.lab import in_netns as lab_in_netns
+from wgpy.testing.lab import stop_process as lab_stop_process
 from wgpy.testing.plugin import require
 
 __all__ = ["require_root", "WgGoNamespace", "PeerDump", "in_netns", "WG_GO_ADDRESS",
@@ -80,13 +80,7 @@ def run(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 def stop_process(proc: subprocess.Popen[bytes], timeout: float = STOP_TIMEOUT) -> None:
     """SIGTERM this process (by its pid, which we own), then SIGKILL if it lingers."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout)
+    lab_stop_process(proc, timeout=timeout)
 
 
 @contextlib.contextmanager

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from compat.lab import Daemon, Lab, Namespace, b64, run
+from wgpy.testing.lab import stop_process
 
 pytestmark = pytest.mark.root
 
@@ -108,13 +109,7 @@ class Capture:
             time.sleep(0.25)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(CAPTURE_STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(CAPTURE_STOP_TIMEOUT)
+        stop_process(self.proc, signal.SIGINT, CAPTURE_STOP_TIMEOUT)  # dumpcap ends its file
 
 
 @pytest.mark.parametrize("initiator", ["wgpy", "wireguard-go"])

@@ -47,7 +47,7 @@ from wgpy.testing.keys import b64
 
 __all__ = ["Lab", "Namespace", "NamespacePair", "Daemon", "LabTunnel", "InterfaceDump",
            "PeerDump", "Subnet", "run", "endpoint", "missing_requirement", "wgpy_command",
-           "b64", "in_netns", "WGPY", "WG_RUN_DIR", "BASE_TOOLS"]
+           "b64", "in_netns", "stop_process", "WGPY", "WG_RUN_DIR", "BASE_TOOLS"]
 
 WG_RUN_DIR = Path("/var/run/wireguard")
 COMMAND_TIMEOUT = 30.0
@@ -119,6 +119,20 @@ def _setns(fd: int) -> None:
     if libc.setns(fd, _CLONE_NEWNET) != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
+
+
+def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM,  # type: ignore[type-arg]
+                 timeout: float = STOP_TIMEOUT) -> int:
+    """Signal a process we started (by its pid, which we own), SIGKILL it if it lingers
+    past `timeout`; returns its exit status."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout)
+    return proc.returncode
 
 
 def endpoint(address: str, port: int = PORT) -> str:
@@ -453,14 +467,7 @@ class Lab:
         """SIGTERM the daemon by pid; returns its exit status."""
         if d.proc is None:
             return None
-        if d.proc.poll() is None:
-            d.proc.send_signal(signal.SIGTERM)
-            try:
-                d.proc.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                d.proc.kill()
-                d.proc.wait(STOP_TIMEOUT)
-        return d.proc.returncode
+        return stop_process(d.proc)
 
     def close(self) -> None:
         for d in self.daemons:
