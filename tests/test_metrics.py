@@ -173,6 +173,39 @@ def test_the_server_stops_with_the_device(tmp_path: Path) -> None:
         scrape(at)
 
 
+def test_a_slow_client_delays_neither_scrapes_nor_close(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A client that trickles its request (each byte restarting a per-read timeout) held
+    the one-at-a-time server: the next scrape timed out and close waited for it."""
+    monkeypatch.setattr(metrics, "METRICS_CLIENT_DEADLINE", 1.0)
+    node = Node("wgms", tmp_path)
+    slow: list[socket.socket] = []
+    try:
+        at = node.device.serve_metrics("127.0.0.1:0")
+        for _ in range(metrics.METRICS_MAX_CLIENTS + 2):  # more than it serves at once
+            sock = socket.create_connection(at, timeout=5)
+            sock.sendall(b"G")
+            slow.append(sock)
+        start = time.monotonic()
+        deadline = start + 5
+        while True:  # the extra ones were closed; once the slow ones are cut, scrapes work
+            try:
+                assert "wireguard_device_info" in scrape(at)[1]
+                break
+            except (OSError, urllib.error.URLError):
+                assert time.monotonic() < deadline, "no scrape served within 5 s"
+                time.sleep(0.1)
+        assert time.monotonic() - start < 3
+        assert slow[0].recv(100) == b""  # cut by the deadline, not served
+    finally:
+        start = time.monotonic()
+        node.close()
+        closed_in = time.monotonic() - start
+        for sock in slow:
+            sock.close()
+    assert closed_in < 2
+
+
 def test_render_escapes_label_values() -> None:
     name = 'we"ird\\dev\nice'
     sample = Sample(name, None, [PeerSample(b"\x01" * 32, 7, 9, 0.0, None, [], 0)], {}, {}, {},

@@ -132,7 +132,11 @@ SWEEP_INTERVAL = 0.2  # how often deadlines are checked
 # failed set is dropped (wireguard-go drops what it had buffered; compat tests compare).
 RECV_SIZE = 1 << 16
 SEND_SIZE = 1 << 18  # a get reply goes out in writes of about this size
-PEERS_PER_HOLD = 64  # peers a get copies per hold of the device lock
+PEERS_PER_HOLD = 64  # peers a get (or a metrics scrape) copies per hold of the device lock
+
+# The metrics server (wgpy/device/metrics.py, WGPY_METRICS_ADDRESS).
+METRICS_MAX_CLIENTS = 4  # connections served at once; more are closed at once
+METRICS_CLIENT_DEADLINE = 5.0  # for a whole request and reply, then the socket is shut down
 
 
 # IP header sizes used to bound padding and to read inner packets.

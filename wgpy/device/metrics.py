@@ -4,10 +4,13 @@ Theory of operation: a scrape copies what it reports under the device lock (per 
 public key, byte counters, last handshake, endpoint, allowed-IPs prefixes and staged queue
 length; a handful of ints, as a UAPI `get` copies them) and formats outside it; the drop
 and handshake counters and the handshake queues' lengths are read without the lock (a
-dict copy and `qsize` are atomic under the GIL). So the data path never waits on a
-scrape for longer than that copy. The server is the standard library's, one request at a
-time in the device thread `metrics` (a scraper is one client, every few seconds); each
-connection has a deadline, so a stuck client delays the next scrape, never the device.
+dict copy and `qsize` are atomic under the GIL). The copy takes the lock for a few peers
+at a time, as a UAPI `get` does, so the data path never waits long on a scrape. The
+server is the standard library's HTTP handler: the device thread `metrics` accepts, and
+each connection gets a thread of its own (`metrics_client`), at most
+METRICS_MAX_CLIENTS at once (more are closed at once), and a deadline for the whole
+exchange (METRICS_CLIENT_DEADLINE, then its socket is shut down), so a slow or stuck client
+delays neither other scrapes nor the device's close.
 
 Names: the per-peer series are named and labelled as the common WireGuard exporter
 (mdlayher/wireguard_exporter) names them, so its dashboards and alerts work unchanged:
@@ -38,11 +41,15 @@ import base64
 import http.server
 import ipaddress
 import socket
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from uapi.prefix import Prefix, format_prefix
-from wgpy.constants import MESSAGE_COOKIE_REPLY, MESSAGE_INITIATION, MESSAGE_RESPONSE
+from wgpy.constants import (
+    MESSAGE_COOKIE_REPLY, MESSAGE_INITIATION, MESSAGE_RESPONSE, METRICS_CLIENT_DEADLINE,
+    METRICS_MAX_CLIENTS, PEERS_PER_HOLD,
+)
 from wgpy.device.config import endpoint_text
 from wgpy.noise.actions import DropReason, Endpoint
 
@@ -53,7 +60,6 @@ __all__ = ["MetricsError", "MetricsServer", "bind", "collect", "render", "parse_
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 DEFAULT_PORT = 9586  # wireguard_exporter's
-CLIENT_TIMEOUT = 5.0  # seconds a client has to send its request and take the reply
 POLL_INTERVAL = 1.0  # how often the server looks at the device's stop flag
 MESSAGE_TYPES = {MESSAGE_INITIATION: "initiation", MESSAGE_RESPONSE: "response",
                  MESSAGE_COOKIE_REPLY: "cookie_reply"}
@@ -143,10 +149,15 @@ def collect(device: Device) -> Sample:
     with device.lock:
         identity = device.iface.identity
         table = device.iface.allowed_ips
-        peers = [PeerSample(p.public_key, p.rx_bytes, p.tx_bytes, p.last_handshake_wall or 0.0,
-                            p.endpoint, table.prefixes_for_peer(p), len(p.staged))
-                 for p in device.iface.peers.values()]
         public = identity.public if identity.private is not None else None
+        every = list(device.iface.peers.values())
+    peers = []
+    for i in range(0, len(every), PEERS_PER_HOLD):
+        with device.lock:
+            peers += [PeerSample(p.public_key, p.rx_bytes, p.tx_bytes,
+                                 p.last_handshake_wall or 0.0, p.endpoint,
+                                 table.prefixes_for_peer(p), len(p.staged))
+                      for p in every[i:i + PEERS_PER_HOLD]]
     return Sample(
         device=device.tun.name, public_key=public, peers=peers,
         drops=dict(device.drops),  # one C call: atomic against the threads that count
@@ -227,7 +238,7 @@ def _endpoint(endpoint: Endpoint | None) -> str:
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     server: _HTTPServer
-    timeout = CLIENT_TIMEOUT
+    timeout = METRICS_CLIENT_DEADLINE  # per read; the server cuts the whole exchange too
     protocol_version = "HTTP/1.0"
 
     def do_GET(self) -> None:  # noqa: N802 (the name http.server calls)
@@ -247,11 +258,44 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 class _HTTPServer(http.server.HTTPServer):
     device: Device
+    _active = 0
+    _active_lock = threading.Lock()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._active_lock:
+            if self._active >= METRICS_MAX_CLIENTS:
+                self.shutdown_request(request)
+                return
+            self._active += 1
+        threading.Thread(target=self._serve_client, args=(request, client_address),
+                         name="metrics_client", daemon=True).start()
+
+    def _serve_client(self, request: Any, client_address: Any) -> None:
+        cut = threading.Timer(METRICS_CLIENT_DEADLINE, _shut, (request,))
+        cut.name, cut.daemon = "metrics_deadline", True
+        cut.start()
+        try:
+            self.finish_request(request, client_address)
+        except Exception:
+            self.handle_error(request, client_address)
+        finally:
+            cut.cancel()
+            self.shutdown_request(request)
+            with self._active_lock:
+                self._active -= 1
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A client that went away mid-reply, or a bug in rendering: the next scrape retries.
         self.device.log.metrics.error("Metrics request from %s failed",
                                       client_address[0] if client_address else "?")
+
+
+def _shut(request: socket.socket) -> None:
+    """The client's time is up: its reads and writes fail, its thread ends."""
+    try:
+        request.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
 
 
 class MetricsServer:
