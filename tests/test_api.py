@@ -184,3 +184,64 @@ def test_an_embedded_device_serves_metrics_and_logs_through_logging(
     assert {"wireguard_peer_receive_bytes", "wireguard_peer_last_handshake_seconds"} <= names
     records = [r for r in caplog.records if r.name == "wgpy.device"]
     assert records and all(getattr(r, "interface", None) == "wgapi6" for r in records)
+
+
+def test_a_closed_device_refuses_configuration_and_wakes_its_reader() -> None:
+    """Review findings: configure after close bound new sockets nobody closed; a reader
+    waiting without a timeout stayed blocked after close; read(0) raised BlockingIOError."""
+    dev = wgpy.Device.in_memory()
+    assert dev.stopped is None
+    with pytest.raises(TimeoutError):
+        dev.read_packet(timeout=0)
+    woke: list[BaseException] = []
+
+    def reader() -> None:
+        try:
+            dev.read_packet(timeout=None)
+        except BaseException as exc:  # what the reader saw is the assertion below
+            woke.append(exc)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    time.sleep(0.1)
+    dev.close()
+    thread.join(5)
+    assert not thread.is_alive() and len(woke) == 1 and isinstance(woke[0], EOFError)
+    assert dev.stopped == "closed"
+    with pytest.raises(RuntimeError):
+        dev.configure(listen_port=0)
+    with pytest.raises(EOFError):
+        dev.write_packet(b"\x45" + bytes(19))
+    with pytest.raises(RuntimeError):
+        dev.handshake(wgpy.public_key(wgpy.generate_private_key()))
+
+
+def test_devices_get_names_of_their_own() -> None:
+    with wgpy.Device.in_memory() as a, wgpy.Device.in_memory() as b:
+        assert a.name != b.name and a.name.startswith("wgpy")
+
+
+def test_configure_leaves_what_it_is_not_given_as_wg_set_does() -> None:
+    peer_key = wgpy.public_key(wgpy.generate_private_key())
+    with wgpy.Device.in_memory() as dev:
+        dev.configure(peers=[wgpy.PeerConfig(peer_key, allowed_ips=["10.1.0.0/24"])])
+        dev.configure(peers=[wgpy.PeerConfig(peer_key, endpoint="127.0.0.1:9")])
+        peer = dev.state().peers[0]
+        assert [str(n) for n in peer.allowed_ips] == ["10.1.0.0/24"]
+        assert peer.endpoint == ("127.0.0.1", 9)
+        assert peer.preshared_key is None  # as uapi.Client reports no preshared key
+        dev.configure(peers=[wgpy.PeerConfig(peer_key, allowed_ips=[])])
+        assert dev.state().peers[0].allowed_ips == []
+
+
+def test_a_second_handshake_call_soon_after_reports_the_session_at_once() -> None:
+    server_key, client_key = wgpy.generate_private_key(), wgpy.generate_private_key()
+    with wgpy.Device.in_memory() as server:
+        server.configure(private_key=server_key, peers=[wgpy.PeerConfig(
+            wgpy.public_key(client_key), allowed_ips=["10.4.0.2/32"])])
+        with wgpy.Tunnel(client_key, wgpy.public_key(server_key),
+                         ("127.0.0.1", server.listen_port), address="10.4.0.2") as t:
+            assert t.handshake(timeout=5)
+            start = time.monotonic()
+            assert t.handshake(timeout=2)  # within REKEY_TIMEOUT: no initiation is sent
+            assert time.monotonic() - start < 0.5

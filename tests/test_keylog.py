@@ -210,6 +210,16 @@ def test_symlink_fifo_and_directory_are_refused(tmp_path: Path) -> None:
     assert target.read_bytes() == b""
 
 
+def test_a_file_with_another_hard_link_is_refused_and_left_alone(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "precious"
+    elsewhere.write_bytes(b"keep")
+    elsewhere.chmod(0o644)
+    os.link(elsewhere, tmp_path / "keys.log")
+    with pytest.raises(KeyLogError, match="2 hard links"):
+        KeyLog.open(str(tmp_path / "keys.log"), Logger("wgk", VERBOSE, io.StringIO()))
+    assert elsewhere.read_bytes() == b"keep" and elsewhere.stat().st_mode & 0o777 == 0o644
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="chown to another user needs root")
 def test_file_of_another_user_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "keys.log"

@@ -5,6 +5,8 @@ This test fails if any other module imports them, or if the daemon imports wgpy.
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -65,3 +67,18 @@ def test_uapi_never_imports_wgpy() -> None:
 def test_no_source_file_over_700_lines() -> None:
     for f in sorted((ROOT / "wgpy").rglob("*.py")) + sorted((ROOT / "uapi").rglob("*.py")):
         assert len(f.read_text().splitlines()) <= 700, f
+
+
+def test_importing_the_core_loads_no_io_module_indirectly() -> None:
+    """The import statements above are direct; this catches a core module that reaches an
+    I/O module through a package __init__ (uapi's once loaded uapi.client, hence socket)."""
+    modules = sorted(".".join(p.relative_to(ROOT).with_suffix("").parts)
+                     for p in core_files() if p.name not in ("__init__.py", "__main__.py"))
+    code = ("import sys\n" + "".join(f"import {m}\n" for m in modules) +
+            "print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('socket', 'select', 'selectors', 'fcntl', 'pyroute2') "
+            "or m.startswith(('wgpy.device', 'uapi.client', 'wgpy.testing')))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == []

@@ -17,6 +17,18 @@ Modules:
 This package never imports `wgpy`.
 """
 
-from uapi.client import Client
+from typing import TYPE_CHECKING, Any
 
 __all__ = ["Client"]
+
+if TYPE_CHECKING:
+    from uapi.client import Client
+
+
+def __getattr__(name: str) -> Any:
+    # `uapi.Client` on first use: the sans-IO modules (which wgpy's core imports) must not
+    # pull in `socket` through the package.
+    if name == "Client":
+        from uapi.client import Client
+        return Client
+    raise AttributeError(f"module 'uapi' has no attribute {name!r}")

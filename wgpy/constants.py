@@ -114,6 +114,7 @@ UDP_RECEIVE_RETRY_PAUSE = 1.0 / 3.0
 
 DEFAULT_MTU = 1420
 DEFAULT_PORT = 0  # random
+MEMORY_TUN_WRITE_TIMEOUT = 5.0  # a program's write into an in-memory interface not read
 
 # The UAPI server (wgpy/device/ipc.py).
 MAX_CLIENTS = 1024  # connections at once; when full, the quietest one makes room

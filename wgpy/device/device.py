@@ -205,7 +205,8 @@ class Device:
         self.bind.close()
         self.tun.close()
         if self.keylog is not None:
-            self.iface.keylog = None
+            with self.lock:  # the core writes key blocks under it: none is in flight after
+                self.iface.keylog = None
             self.keylog.close()
         self._wake_tun.close()
         self._wake_udp.close()

@@ -28,6 +28,7 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
+import itertools
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Iterable, Sequence, Union
@@ -36,7 +37,7 @@ from uapi.errors import UapiError
 from uapi.prefix import prefix_network
 from uapi.protocol import SetRequestError, parse_set_line
 from uapi.responses import DeviceInfo
-from wgpy.constants import DEFAULT_MTU, PEERS_PER_HOLD
+from wgpy.constants import DEFAULT_MTU, KEY_SIZE, PEERS_PER_HOLD
 from wgpy.device import clock
 from wgpy.device.config import SetTransaction, interface_info, peer_info
 from wgpy.device.device import Device as Engine
@@ -44,13 +45,14 @@ from wgpy.device.ipc import UapiServer, listen
 from wgpy.device.log import Logger
 from wgpy.device.memtun import MemoryTun
 from wgpy.device.tun import Tun
+from wgpy.noise.actions import SendDatagram
 
 __all__ = ["Device", "PeerConfig", "Key", "key_bytes"]
 
 #: A key as raw 32 bytes, base64 (as `wg` prints it) or hex (as UAPI carries it).
 Key = Union[bytes, str]
-_KEY_SIZE = 32
-_HANDSHAKE_POLL = 0.002  # seconds between looks at a handshake being completed
+_HANDSHAKE_POLL = 0.005  # seconds between looks at a handshake being completed
+_NAMES = itertools.count()  # in-memory devices without a name of their own: wgpy0, wgpy1...
 
 
 def key_bytes(key: Key) -> bytes:
@@ -60,27 +62,29 @@ def key_bytes(key: Key) -> bytes:
     else:
         text = key.strip()
         try:
-            raw = bytes.fromhex(text) if len(text) == 2 * _KEY_SIZE else \
+            raw = bytes.fromhex(text) if len(text) == 2 * KEY_SIZE else \
                 base64.b64decode(text, validate=True)
         except (ValueError, binascii.Error):
             raw = b""
-    if len(raw) != _KEY_SIZE:
+    if len(raw) != KEY_SIZE:
         raise ValueError("a key is 32 bytes: raw, base64 (44 characters) or hex (64)")
     return raw
 
 
 @dataclass
 class PeerConfig:
-    """One peer's part of a `set`, in UAPI's terms (see `Device.configure`).
+    """One peer's part of a `set`, in UAPI's terms (see `Device.configure`); what is None
+    is left as it is, as `wg set` leaves what it is not given.
 
-    `endpoint` is ``"host:port"`` (``"[v6]:port"``) or ``(host, port)``; `allowed_ips`
-    are prefixes (``"10.0.0.2/32"`` or `ipaddress` networks) added to the peer's, after
-    its old ones are dropped when `replace_allowed_ips` is true."""
+    `endpoint` is ``"host:port"`` (``"[v6]:port"``) or ``(host, port)``. `allowed_ips`, when
+    given, are prefixes (``"10.0.0.2/32"`` or `ipaddress` networks) that replace the
+    peer's (as `wg set ... allowed-ips` does), or are added to them when
+    `replace_allowed_ips` is false."""
 
     public_key: Key
     preshared_key: Key | None = field(default=None, repr=False)
     endpoint: str | tuple[str, int] | None = None
-    allowed_ips: Sequence[str | ipaddress.IPv4Network | ipaddress.IPv6Network] = ()
+    allowed_ips: Sequence[str | ipaddress.IPv4Network | ipaddress.IPv6Network] | None = None
     replace_allowed_ips: bool = True
     persistent_keepalive: int | None = None
     remove: bool = False
@@ -98,9 +102,10 @@ class PeerConfig:
             out.append(f"endpoint={_endpoint_text(self.endpoint)}")
         if self.persistent_keepalive is not None:
             out.append(f"persistent_keepalive_interval={self.persistent_keepalive}")
-        if self.replace_allowed_ips:
-            out.append("replace_allowed_ips=true")
-        out += [f"allowed_ip={ip}" for ip in self.allowed_ips]
+        if self.allowed_ips is not None:
+            if self.replace_allowed_ips:
+                out.append("replace_allowed_ips=true")
+            out += [f"allowed_ip={ip}" for ip in self.allowed_ips]
         return out
 
 
@@ -116,9 +121,9 @@ class Device:
     `configure`; `close` (or the ``with`` block's end) stops it and frees its port."""
 
     def __init__(self, tun: Tun, *, uapi_dir: str | None = None, netlink: bool = False,
-                 log: Logger | None = None, keylog: str | None = None) -> None:
+                 keylog: str | None = None) -> None:
         try:
-            self._engine = Engine(tun, log or Logger(tun.name), keylog=keylog)
+            self._engine = Engine(tun, Logger(tun.name), keylog=keylog)
         except BaseException:
             tun.close()
             raise
@@ -128,7 +133,12 @@ class Device:
         try:
             engine.start()
             if uapi_dir is not None:
-                self._server = UapiServer(engine, listen(tun.name, uapi_dir))
+                listener = listen(tun.name, uapi_dir)
+                try:
+                    self._server = UapiServer(engine, listener)
+                except BaseException:
+                    listener.close()
+                    raise
                 engine.spawn("uapi_accept", self._server.serve)
             if netlink:
                 from wgpy.device.netlink import watch_link
@@ -140,10 +150,12 @@ class Device:
             raise
 
     @classmethod
-    def in_memory(cls, name: str = "wgpy", *, mtu: int = DEFAULT_MTU,
+    def in_memory(cls, name: str | None = None, *, mtu: int = DEFAULT_MTU,
                   uapi_dir: str | None = None, keylog: str | None = None) -> Device:
         """A device on an in-memory packet interface: no TUN, no root. Its link is up.
+        `name` (default wgpy0, wgpy1, ...) names its UAPI socket, log records and metrics;
         `keylog`: a file to append Wireshark's key log to (as WGPY_KEYLOG_FILE)."""
+        name = name if name is not None else f"wgpy{next(_NAMES)}"
         return cls(MemoryTun(name, mtu), uapi_dir=uapi_dir, keylog=keylog)
 
     @classmethod
@@ -161,6 +173,13 @@ class Device:
         return self._engine.tun.name
 
     @property
+    def stopped(self) -> str | None:
+        """None while the device runs; else why it stopped ("closed", "TUN device gone",
+        "thread udp_reader failed", ...), after which it sends and receives nothing."""
+        engine = self._engine
+        return (engine.stop_reason or "stopped") if engine.stopped.is_set() else None
+
+    @property
     def listen_port(self) -> int:
         """The UDP port bound now (a random one until `listen_port` is configured)."""
         return self._engine.bind.port
@@ -169,7 +188,7 @@ class Device:
     def public_key(self) -> bytes | None:
         with self._engine.lock:
             key = self._engine.iface.identity.public
-        return key if key != bytes(_KEY_SIZE) else None
+        return key if key != bytes(KEY_SIZE) else None
 
     def state(self) -> DeviceInfo:
         """What UAPI `get` reports: keys, port, fwmark, and each peer's endpoint, counters,
@@ -185,6 +204,8 @@ class Device:
         for peer in info.peers:
             peer.allowed_ips = [prefix_network(p) if isinstance(p, int) else p
                                 for p in peer.allowed_ips]
+            if peer.preshared_key == bytes(KEY_SIZE):  # none, as uapi.Client reports it
+                peer.preshared_key = None
         return info
 
     # --- configuration ---------------------------------------------------------------------
@@ -215,6 +236,7 @@ class Device:
         txn = SetTransaction(engine)
         in_peer = False
         with engine.config_lock:
+            self._check_open()
             try:
                 for line in lines:
                     if not line.strip():
@@ -234,18 +256,23 @@ class Device:
         """Start a handshake with this peer now (at most one per REKEY_TIMEOUT, as timers
         allow) and wait up to `timeout` seconds for it to complete; True if it did."""
         key = key_bytes(public_key)
+        self._check_open()
         engine = self._engine
         with engine.lock:
             peer = engine.iface.peers.get(key)
             if peer is None:
                 raise KeyError("no such peer")
             before = peer.last_handshake_wall
-            actions = peer.initiate(clock.now())
+            now = clock.now()
+            actions = peer.initiate(now)
+            current = peer.keypairs.current
+            sent = any(type(action) is SendDatagram for action in actions)
+            if not sent and current is not None and current.can_send(now):
+                return True  # one completed less than REKEY_TIMEOUT ago: the session is up
         engine.execute(actions)
         deadline = clock.now() + timeout
         while True:
-            with engine.lock:
-                done = peer.last_handshake_wall not in (None, before)
+            done = peer.last_handshake_wall not in (None, before)  # one attribute: no lock
             if done or clock.now() >= deadline or engine.stopped.is_set():
                 return done
             engine.stopped.wait(_HANDSHAKE_POLL)
@@ -253,6 +280,7 @@ class Device:
     def serve_metrics(self, address: str = "127.0.0.1:0") -> tuple[str, int]:
         """Serve Prometheus metrics at http://HOST:PORT/metrics (a thread of the device,
         stopped with it); returns the address served (port 0: a free one)."""
+        self._check_open()
         return self._engine.serve_metrics(address)
 
     def set_up(self, up: bool) -> None:
@@ -269,11 +297,13 @@ class Device:
 
     def write_packet(self, packet: bytes) -> None:
         """Send one IP packet into the tunnel, to the peer whose allowed IPs hold its
-        destination (dropped and counted if none does)."""
+        destination (dropped and counted if none does); EOFError once closed."""
         self._memory().write(packet)
 
     def read_packet(self, timeout: float | None = 5.0) -> bytes:
-        """The next IP packet that came out of the tunnel (TimeoutError if none in time)."""
+        """The next IP packet that came out of the tunnel: TimeoutError if none came within
+        `timeout` seconds (None: no limit), EOFError once the device is closed (also for a
+        reader waiting in another thread)."""
         return self._memory().read(timeout)
 
     @property
@@ -283,13 +313,23 @@ class Device:
 
     # --- lifecycle -------------------------------------------------------------------------
 
-    def close(self) -> None:
+    def _check_open(self) -> None:
         if self._closed:
-            return
-        self._closed = True
-        if self._server is not None:
-            self._server.close()
-        self._engine.close()
+            raise RuntimeError(f"device {self.name} is closed")
+
+    def close(self) -> None:
+        """Stop the device's threads and free its port, TUN and UAPI socket. A `set` in
+        progress ends first; later calls to configure it raise RuntimeError."""
+        engine = self._engine
+        with engine.config_lock:
+            if self._closed:
+                return
+            self._closed = True
+        try:
+            if self._server is not None:
+                self._server.close()
+        finally:
+            engine.close()
 
     def __enter__(self) -> Device:
         return self

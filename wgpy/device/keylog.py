@@ -9,7 +9,9 @@ refused (KeyLogError, a setup failure) when it
   would otherwise make the daemon, as root, append secrets to whatever it points at;
 - is not a regular file (opened O_NONBLOCK first, so a FIFO without a reader fails
   instead of blocking the start);
-- belongs to another user, who could read it whatever its mode.
+- belongs to another user, who could read it whatever its mode;
+- has more than one hard link: a link planted to a file elsewhere (where
+  `fs.protected_hardlinks` is off) would make the daemon tighten and fill that file.
 
 An existing file of ours that group or others may access is tightened to 0600 (fchmod),
 and `report_open` says so: refusing would only make its owner run chmod, while writing
@@ -63,6 +65,8 @@ class KeyLog:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
                 raise KeyLogError(f"Key log {path} is not a regular file")
+            if st.st_nlink > 1:  # another name for it exists, perhaps where we would not write
+                raise KeyLogError(f"Key log {path} has {st.st_nlink} hard links")
             if st.st_uid != os.geteuid():
                 raise KeyLogError(f"Key log {path} belongs to uid {st.st_uid}, not to us")
             mode = stat.S_IMODE(st.st_mode)

@@ -8,6 +8,11 @@ packet "the operating system" routed into the interface, which the device encryp
 sends to the peer whose allowed IPs hold its destination; what the program `read`s is a
 packet the device decrypted from a peer, which a real TUN would hand to the kernel.
 
+A read waits with select, so each call has its own timeout and writes keep theirs (a
+write blocks at most MEMORY_TUN_WRITE_TIMEOUT while the device is not reading). Closing
+sends the program's end an empty datagram, which no device ever writes, so that a reader
+blocked without a timeout wakes and learns that the interface is gone (EOFError).
+
 There are no virtio-net headers (no TCP coalescing) and no netlink: the MTU is whatever
 the owner sets, and the link is up when the owner says so (`Device.set_up`).
 """
@@ -15,12 +20,15 @@ the owner sets, and the link is up when the owner says so (`Device.set_up`).
 from __future__ import annotations
 
 import os
+import select
 import socket
 
-from wgpy.constants import DEFAULT_MTU
+from wgpy.constants import DEFAULT_MTU, MEMORY_TUN_WRITE_TIMEOUT
 from wgpy.device.tun import Tun
 
 __all__ = ["MemoryTun"]
+
+_MAX_PACKET = 65535
 
 
 class MemoryTun(Tun):
@@ -31,7 +39,7 @@ class MemoryTun(Tun):
         os.set_blocking(self._dev.fileno(), False)
         super().__init__(self._dev.fileno(), name, vnet_hdr=False)
         self._mtu = mtu
-        self.app.settimeout(5.0)
+        self.app.settimeout(MEMORY_TUN_WRITE_TIMEOUT)
 
     def mtu(self) -> int:
         return self._mtu
@@ -41,15 +49,34 @@ class MemoryTun(Tun):
 
     def write(self, packet: bytes) -> None:
         """Hand the device one IP packet, as the kernel does when it routes one into a TUN."""
+        if self.closed:
+            raise EOFError("the interface is closed")
         self.app.send(packet)
 
     def read(self, timeout: float | None = 5.0) -> bytes:
-        """The next IP packet the device delivered; TimeoutError if none came in time."""
-        self.app.settimeout(timeout)
-        return self.app.recv(65535)
+        """The next IP packet the device delivered: TimeoutError if none came within
+        `timeout` seconds (None: wait as long as it takes), EOFError once it is closed."""
+        try:
+            ready, _, _ = select.select([self.app], [], [], timeout)
+            if not ready:
+                raise TimeoutError(f"no packet within {timeout} s")
+            packet = self.app.recv(_MAX_PACKET, socket.MSG_DONTWAIT)
+        except (OSError, ValueError) as exc:  # ValueError: select on a closed socket
+            if self.closed:
+                raise EOFError("the interface is closed") from None
+            if isinstance(exc, BlockingIOError):  # another reader took it first
+                return self.read(timeout)
+            raise
+        if not packet and self.closed:
+            raise EOFError("the interface is closed")
+        return packet
 
     def close(self) -> None:
         if not self.closed:
             self.closed = True
+            try:
+                self._dev.send(b"")  # wakes a reader that waits without a timeout
+            except OSError:
+                pass
             self._dev.close()
             self.app.close()

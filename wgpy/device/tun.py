@@ -128,12 +128,6 @@ class Tun:
     def mtu(self) -> int:
         return self._mtu_ioctl(SIOCGIFMTU, 0)
 
-    def ifindex(self) -> int:
-        try:
-            return socket.if_nametoindex(self.name)
-        except OSError as exc:
-            raise TunError(f"interface {self.name} not found") from exc
-
     def read_batch(self, limit: int, size: int = 65535) -> list[bytes]:
         """Up to `limit` packets already waiting; [] if none. Raises OSError if the TUN died."""
         packets = []

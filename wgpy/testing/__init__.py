@@ -30,17 +30,8 @@ core (tests/test_layering.py allows it).
 
 from wgpy.testing.keys import KeyPair, b64
 from wgpy.testing.lab import (
-                              Daemon,
-                              InterfaceDump,
-                              Lab,
-                              LabTunnel,
-                              Namespace,
-                              NamespacePair,
-                              PeerDump,
-                              Subnet,
-                              endpoint,
-                              missing_requirement,
-                              wgpy_command,
+    Daemon, InterfaceDump, Lab, LabTunnel, Namespace, NamespacePair, PeerDump, Subnet,
+    endpoint, missing_requirement, wgpy_command,
 )
 
 __all__ = ["Lab", "Namespace", "NamespacePair", "Daemon", "LabTunnel", "InterfaceDump",
