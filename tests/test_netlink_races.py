@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import socket
 import threading
 from typing import Any, Iterator
 
@@ -21,7 +22,13 @@ from wgpy.device.rtnl import (
     IFINFOMSG,
     IFLA_IFNAME,
     IFLA_MTU,
+    RT_TABLE_MAIN,
+    RTA_DST,
+    RTA_OIF,
     RTM_NEWLINK,
+    RTM_NEWROUTE,
+    RTMSG,
+    RTN_UNICAST,
     U32,
     Link,
     Message,
@@ -128,3 +135,15 @@ def test_the_thread_survives_an_interface_that_leaves_after_an_event(scripted: A
     assert device.ups == [True, False, True]
     assert device.routes == [[]]
     assert scripted.requests == [] and scripted.events == []
+
+
+def test_routes_of_one_family_survive_the_other_familys_failure(
+        scripted: type[ScriptedRtnl]) -> None:
+    """Review finding: one failure (here no IPv6: EAFNOSUPPORT) dropped the IPv4 routes
+    too, and with them the MTU that bounds padding."""
+    route = RTMSG.pack(socket.AF_INET, 24, 0, 0, RT_TABLE_MAIN, 0, 0, RTN_UNICAST, 0) \
+        + rtattr(RTA_DST, bytes([10, 9, 0, 0])) + rtattr(RTA_OIF, U32.pack(INDEX))
+    scripted.requests = [[Message(RTM_NEWROUTE, 0, 1, 0, route)],
+                         OSError(errno.EAFNOSUPPORT, os.strerror(errno.EAFNOSUPPORT))]
+    routes = netlink.routes_into(INDEX)
+    assert [(r.address, r.prefix_len) for r in routes] == [(bytes([10, 9, 0, 0]), 24)]

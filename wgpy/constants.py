@@ -136,6 +136,8 @@ SEND_SIZE = 1 << 18  # a get reply goes out in writes of about this size
 PEERS_PER_HOLD = 64  # peers a get (or a metrics scrape) copies per hold of the device lock
 
 # The metrics server (wgpy/device/metrics.py, WGPY_METRICS_ADDRESS).
+METRICS_DEFAULT_PORT = 9586  # wireguard_exporter's
+METRICS_POLL_INTERVAL = 1.0  # how often the server looks at the device's stop flag
 METRICS_MAX_CLIENTS = 4  # connections served at once; more are closed at once
 METRICS_CLIENT_DEADLINE = 5.0  # for a whole request and reply, then the socket is shut down
 
@@ -143,3 +145,13 @@ METRICS_CLIENT_DEADLINE = 5.0  # for a whole request and reply, then the socket 
 # IP header sizes used to bound padding and to read inner packets.
 IPV4_HEADER_MIN = 20
 IPV6_HEADER_SIZE = 40
+
+# The netlink watcher (wgpy/device/netlink.py) and its rtnetlink client (wgpy/device/rtnl.py).
+NETLINK_MOVE_SETTLE = 0.2  # after RTM_DELLINK: time for a deleted TUN to show as deleted
+NETLINK_MAX_DRAIN = 1 << 16  # datagrams drained per wake-up (more than a full receive
+#                              buffer holds), so that a route flood costs few read-backs
+NETLINK_RECV_SIZE = 65536  # a dump's datagram is at most 32 KiB; notifications are smaller
+NETLINK_MONITOR_RCVBUF = 4 << 20
+NETLINK_REQUEST_TIMEOUT = 5.0  # the kernel answers at once; this bounds a broken exchange
+NETLINK_MAX_DATAGRAMS = 1 << 20  # per request: far more than any routing table needs
+NETLINK_MAX_ATTRS = 4096  # per message

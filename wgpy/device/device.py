@@ -591,7 +591,8 @@ class Device:
             kind = type(a)
             if kind is Drop:
                 authenticated = False
-            elif kind is SendDatagram and a.data[0] == MESSAGE_COOKIE_REPLY:  # type: ignore[union-attr]
+            elif (kind is SendDatagram
+                  and a.data[0] == MESSAGE_COOKIE_REPLY):  # type: ignore[union-attr]
                 authenticated = False
                 actions[i] = _Reply(a.data, a.endpoint, local)  # type: ignore[union-attr]
         if authenticated:

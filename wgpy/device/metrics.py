@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 from uapi.prefix import Prefix, format_prefix
 from wgpy.constants import (
     MESSAGE_COOKIE_REPLY, MESSAGE_INITIATION, MESSAGE_RESPONSE, METRICS_CLIENT_DEADLINE,
-    METRICS_MAX_CLIENTS, PEERS_PER_HOLD,
+    METRICS_DEFAULT_PORT, METRICS_MAX_CLIENTS, METRICS_POLL_INTERVAL, PEERS_PER_HOLD,
 )
 from wgpy.device.config import endpoint_text
 from wgpy.noise.actions import DropReason, Endpoint
@@ -59,8 +59,6 @@ if TYPE_CHECKING:
 __all__ = ["MetricsError", "MetricsServer", "bind", "collect", "render", "parse_address"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-DEFAULT_PORT = 9586  # wireguard_exporter's
-POLL_INTERVAL = 1.0  # how often the server looks at the device's stop flag
 MESSAGE_TYPES = {MESSAGE_INITIATION: "initiation", MESSAGE_RESPONSE: "response",
                  MESSAGE_COOKIE_REPLY: "cookie_reply"}
 
@@ -77,13 +75,14 @@ def parse_address(text: str) -> tuple[str, int]:
     value = text.strip()
     host, sep, port_text = value.rpartition(":")
     if not sep or not host:
+        port = METRICS_DEFAULT_PORT
         raise MetricsError(f"WGPY_METRICS_ADDRESS={text[:64]!r} is not HOST:PORT "
-                           f"(e.g. 127.0.0.1:{DEFAULT_PORT} or [::1]:{DEFAULT_PORT})")
+                           f"(e.g. 127.0.0.1:{port} or [::1]:{port})")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     elif ":" in host:
         raise MetricsError(f"WGPY_METRICS_ADDRESS={text[:64]!r}: an IPv6 address goes in "
-                           f"brackets, as [::1]:{DEFAULT_PORT}")
+                           f"brackets, as [::1]:{METRICS_DEFAULT_PORT}")
     if not port_text.isdigit() or int(port_text) > 65535:
         raise MetricsError(f"WGPY_METRICS_ADDRESS={text[:64]!r}: the port is not a number "
                            "from 0 to 65535")
@@ -308,7 +307,7 @@ class MetricsServer:
         self.httpd = _HTTPServer(sock.getsockname()[:2], _Handler, bind_and_activate=False)
         self.httpd.socket.close()  # the one it made for itself: ours replaces it
         self.httpd.socket = sock
-        self.httpd.timeout = POLL_INTERVAL
+        self.httpd.timeout = METRICS_POLL_INTERVAL
         self.httpd.device = device
 
     @property

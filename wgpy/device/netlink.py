@@ -25,12 +25,14 @@ filtered by the kernel (table, interface), so a read-back costs three small requ
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import select
 import socket
 from typing import TYPE_CHECKING
 
+from wgpy.constants import NETLINK_MAX_DRAIN, NETLINK_MOVE_SETTLE
 from wgpy.device.rtnl import (
     RTM_DELLINK,
     RTM_NEWLINK,
@@ -52,9 +54,6 @@ IFF_UP = 0x1
 TUNGETDEVNETNS = 0x54E3  # _IO('T', 227), Linux 5.2
 TUNGETIFF = 0x800454D2
 CLONE_NEWNET = 0x40000000
-MOVE_SETTLE = 0.2  # after RTM_DELLINK: time for a deleted TUN to show as deleted
-MAX_DRAIN = 1 << 16  # datagrams drained per wake-up (more than a full receive buffer
-#                      holds), so that a route flood costs few read-backs
 
 
 def _setns(fd: int, nstype: int) -> bool:
@@ -90,21 +89,22 @@ def follow_tun_namespace(tun_fd: int) -> str | None:
 
 
 def routes_into(index: int) -> list[Route]:
-    """The unicast routes of the main table that leave through interface `index` ([] if
-    they cannot be read: the interface may be moving or going away meanwhile)."""
+    """The unicast routes of the main table that leave through interface `index`, of each
+    family that can be read (none if it moves or goes away meanwhile: ENODEV; no IPv6
+    routes where IPv6 is missing)."""
+    routes: list[Route] = []
     try:
-        return _routes_into(index)
+        with Rtnl() as rtnl:
+            for family, size in ((socket.AF_INET, 4), (socket.AF_INET6, 16)):
+                try:
+                    routes += [Route(msg.dst or bytes(size), msg.dst_len, msg.mtu or None)
+                               for msg in rtnl.routes(family, oif=index)  # main table
+                               if msg.route_type == RTN_UNICAST]
+                except OSError as exc:
+                    if exc.errno == errno.ENODEV:  # the interface left meanwhile
+                        return []
     except OSError:
         return []
-
-
-def _routes_into(index: int) -> list[Route]:
-    routes = []
-    with Rtnl() as rtnl:
-        for family, size in ((socket.AF_INET, 4), (socket.AF_INET6, 16)):
-            for msg in rtnl.routes(family, oif=index):  # main table
-                if msg.route_type == RTN_UNICAST:
-                    routes.append(Route(msg.dst or bytes(size), msg.dst_len, msg.mtu or None))
     return routes
 
 
@@ -128,7 +128,7 @@ def watch_link(device: Device, poll: float = 1.0) -> None:
     while not device.stopped.is_set():
         if not _watch_in_namespace(device, name, poll):
             return
-        if device.stopped.wait(MOVE_SETTLE):  # deleted, or moved away?
+        if device.stopped.wait(NETLINK_MOVE_SETTLE):  # deleted, or moved away?
             return
         moved = follow_tun_namespace(device.tun.fd)
         if moved is None:
@@ -154,7 +154,7 @@ def _watch_in_namespace(device: Device, name: str, poll: float) -> bool:
             if not ready:
                 continue
             ours, overrun = False, False
-            for _ in range(MAX_DRAIN):
+            for _ in range(NETLINK_MAX_DRAIN):
                 try:
                     events = mon.recv()
                 except OSError as exc:  # ENOBUFS: notifications were lost

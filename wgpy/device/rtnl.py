@@ -40,6 +40,11 @@ import struct
 from dataclasses import dataclass
 from typing import Iterator, TypeAlias
 
+from wgpy.constants import (
+    NETLINK_MAX_ATTRS, NETLINK_MAX_DATAGRAMS, NETLINK_MONITOR_RCVBUF, NETLINK_RECV_SIZE,
+    NETLINK_REQUEST_TIMEOUT,
+)
+
 __all__ = ["Link", "RouteMessage", "Rtnl", "Message"]
 
 # linux/netlink.h
@@ -88,11 +93,6 @@ RTMSG = struct.Struct("=BBBBBBBBI")  # family, dst_len, src_len, tos, table, pro
 RTATTR = struct.Struct("=HH")  # len, type
 U32 = struct.Struct("=I")
 
-RECV_SIZE = 65536  # a dump's datagram is at most 32 KiB; notifications are smaller
-MONITOR_RCVBUF = 4 << 20
-REQUEST_TIMEOUT = 5.0  # the kernel answers at once; this only bounds a broken exchange
-MAX_DATAGRAMS = 1 << 20  # per request: far more than any routing table needs
-MAX_ATTRS = 4096  # per message
 
 
 def nlmsg_align(n: int) -> int:
@@ -173,7 +173,7 @@ def parse_datagram(data: bytes) -> list[Message]:
 def parse_attrs(data: bytes, offset: int = 0) -> dict[int, bytes]:
     """Attributes from `offset` on, by type (the last of a repeated type wins)."""
     attrs: dict[int, bytes] = {}
-    for _ in range(MAX_ATTRS):
+    for _ in range(NETLINK_MAX_ATTRS):
         if offset + RTATTR.size > len(data):
             break
         length, attr_type = RTATTR.unpack_from(data, offset)
@@ -242,7 +242,7 @@ class Rtnl:
         self.seq = 0
         try:
             if groups:
-                self._grow_rcvbuf(MONITOR_RCVBUF)
+                self._grow_rcvbuf(NETLINK_MONITOR_RCVBUF)
                 self.sock.bind((0, groups))
                 self.sock.setblocking(False)
             else:
@@ -250,7 +250,7 @@ class Rtnl:
                     self.sock.setsockopt(SOL_NETLINK, NETLINK_GET_STRICT_CHK, 1)
                 except OSError:
                     pass  # before Linux 4.20: whole dumps, filtered here
-                self.sock.settimeout(REQUEST_TIMEOUT)
+                self.sock.settimeout(NETLINK_REQUEST_TIMEOUT)
         except BaseException:
             self.sock.close()
             raise
@@ -278,8 +278,8 @@ class Rtnl:
         self.seq = self.seq % 0xFFFFFFFF + 1
         seq = self.seq
         self.sock.send(nlmsg(msg_type, flags | NLM_F_REQUEST, seq, body))
-        for _ in range(MAX_DATAGRAMS):
-            for msg in parse_datagram(self.sock.recv(RECV_SIZE)):
+        for _ in range(NETLINK_MAX_DATAGRAMS):
+            for msg in parse_datagram(self.sock.recv(NETLINK_RECV_SIZE)):
                 if msg.seq != seq:
                     continue  # the answer to an earlier, abandoned request
                 if msg.type in (NLMSG_ERROR, NLMSG_DONE):
@@ -329,7 +329,7 @@ class Rtnl:
         """The link and route messages of one waiting datagram ([] if none of those), or
         None if nothing waits. OSError(ENOBUFS) once after notifications were lost."""
         try:
-            data = self.sock.recv(RECV_SIZE)
+            data = self.sock.recv(NETLINK_RECV_SIZE)
         except BlockingIOError:
             return None
         return [e for e in map(parse_event, parse_datagram(data)) if e is not None]
