@@ -27,6 +27,7 @@ import pytest
 
 from compat.lab import Daemon, Lab, Namespace
 from wgpy.constants import KEEPALIVE_TIMEOUT, REKEY_AFTER_TIME, REKEY_TIMEOUT
+from wgpy.testing.lab import stop_process
 
 pytestmark = pytest.mark.root
 
@@ -144,13 +145,7 @@ def latest_handshake(d: Daemon) -> int:
 def stop_pid(proc: subprocess.Popen[str], sig: int = signal.SIGTERM,
              timeout: float = 5.0) -> None:
     """Stop a process we started, by its pid; SIGKILL if it lingers."""
-    if proc.poll() is None:
-        proc.send_signal(sig)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout)
+    stop_process(proc, sig, timeout)
 
 
 # --- 1. the matrix --------------------------------------------------------------------------------

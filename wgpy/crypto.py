@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac as _hmac
 import os
@@ -63,6 +64,11 @@ def clamp(private: bytes) -> bytes:
 
 def generate_private_key() -> bytes:
     return clamp(os.urandom(KEY_SIZE))
+
+
+def b64(key: bytes) -> str:
+    """A key in the base64 form `wg` prints and reads (and wgpy's logs shorten)."""
+    return base64.b64encode(key).decode()
 
 
 def public_key(private: bytes) -> bytes:

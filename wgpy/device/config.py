@@ -20,7 +20,7 @@ and `peer_info` copy what the reply needs under that lock; formatting happens af
 from __future__ import annotations
 
 import socket
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Callable, TypeVar, cast
 
 from uapi import errors
 from uapi.errors import UapiError
@@ -32,14 +32,16 @@ from uapi.operations import (
 from uapi.prefix import Prefix
 from uapi.responses import DeviceInfo, PeerInfo
 from uapi.values import IPNetwork, resolve_zone
-from wgpy.constants import MAX_PEERS
+from wgpy.constants import MAX_PEERS, PEERS_PER_HOLD
 from wgpy.noise.actions import Action, Endpoint
 from wgpy.noise.peer import Peer
 
 if TYPE_CHECKING:
     from wgpy.device.device import Device
 
-__all__ = ["SetTransaction", "interface_info", "peer_info", "snapshot"]
+__all__ = ["SetTransaction", "copy_peers", "interface_info", "peer_info"]
+
+T = TypeVar("T")
 
 
 def _zone_index(name: str) -> int | None:
@@ -204,8 +206,14 @@ def peer_info(device: Device, peer: Peer) -> PeerInfo:
     )
 
 
-def snapshot(device: Device) -> DeviceInfo:
-    """The whole device as `get` reports it (the caller holds the device lock)."""
-    info = interface_info(device)
-    info.peers = [peer_info(device, peer) for peer in device.iface.peers.values()]
-    return info
+def copy_peers(device: Device, make: Callable[[Peer], T]) -> list[T]:
+    """`make(peer)` for every peer, taking the device lock for PEERS_PER_HOLD peers at a
+    time, so that a copy of many peers (a `get`, a scrape) never holds the data path up for
+    long. The caller holds `config_lock` when the copy must not see half a set."""
+    with device.lock:
+        peers = list(device.iface.peers.values())
+    copied: list[T] = []
+    for i in range(0, len(peers), PEERS_PER_HOLD):
+        with device.lock:
+            copied += [make(peer) for peer in peers[i:i + PEERS_PER_HOLD]]
+    return copied

@@ -48,6 +48,7 @@ from wgpy.constants import (
     MESSAGE_RESPONSE, MESSAGE_TRANSPORT, TRANSPORT_MIN_SIZE, UDP_RECEIVE_RETRIES,
     UDP_RECEIVE_RETRY_PAUSE,
 )
+from wgpy.crypto import b64
 from wgpy.device import clock
 from wgpy.device.bind import Bind, Endpoint, Local, SendError
 from wgpy.device.keylog import KeyLog
@@ -73,7 +74,6 @@ _TRANSPORT_WORD = MESSAGE_TRANSPORT.to_bytes(4, "little")
 _TRANSIENT = frozenset((errno.EINTR, errno.EMFILE, errno.ENFILE, errno.EAGAIN, errno.ETIMEDOUT,
                         errno.ECONNRESET, errno.ECONNABORTED))
 _FAMILY = {"AF_INET": "v4", "AF_INET6": "v6"}
-_b64 = __import__("base64").b64encode
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,7 +270,7 @@ class Device:
         return server.address
 
     def peer_name(self, peer: Peer) -> str:
-        key = _b64(peer.public_key).decode()
+        key = b64(peer.public_key)
         return f"peer({key[:4]}…{key[-5:-1]})"
 
     # --- carrying out what the core asks -------------------------------------------------------

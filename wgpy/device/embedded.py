@@ -37,9 +37,10 @@ from uapi.errors import UapiError
 from uapi.prefix import prefix_network
 from uapi.protocol import SetRequestError, parse_set_line
 from uapi.responses import DeviceInfo
-from wgpy.constants import DEFAULT_MTU, KEY_SIZE, PEERS_PER_HOLD
+from uapi.values import format_endpoint
+from wgpy.constants import DEFAULT_MTU, KEY_SIZE
 from wgpy.device import clock
-from wgpy.device.config import SetTransaction, interface_info, peer_info
+from wgpy.device.config import SetTransaction, copy_peers, interface_info, peer_info
 from wgpy.device.device import Device as Engine
 from wgpy.device.ipc import UapiServer, listen
 from wgpy.device.log import Logger
@@ -98,8 +99,11 @@ class PeerConfig:
             out.append("update_only=true")
         if self.preshared_key is not None:
             out.append(f"preshared_key={key_bytes(self.preshared_key).hex()}")
-        if self.endpoint is not None:
-            out.append(f"endpoint={_endpoint_text(self.endpoint)}")
+        endpoint = self.endpoint
+        if isinstance(endpoint, tuple):
+            endpoint = format_endpoint(*endpoint, keep_zone=True)
+        if endpoint is not None:
+            out.append(f"endpoint={endpoint}")
         if self.persistent_keepalive is not None:
             out.append(f"persistent_keepalive_interval={self.persistent_keepalive}")
         if self.allowed_ips is not None:
@@ -107,13 +111,6 @@ class PeerConfig:
                 out.append("replace_allowed_ips=true")
             out += [f"allowed_ip={ip}" for ip in self.allowed_ips]
         return out
-
-
-def _endpoint_text(endpoint: str | tuple[str, int]) -> str:
-    if isinstance(endpoint, str):
-        return endpoint
-    host, port = endpoint
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 class Device:
@@ -197,10 +194,7 @@ class Device:
         with engine.config_lock:  # never half a set; the data path waits a few peers at most
             with engine.lock:
                 info = interface_info(engine)
-                peers = list(engine.iface.peers.values())
-            for i in range(0, len(peers), PEERS_PER_HOLD):
-                with engine.lock:
-                    info.peers += [peer_info(engine, p) for p in peers[i:i + PEERS_PER_HOLD]]
+            info.peers = copy_peers(engine, lambda peer: peer_info(engine, peer))
         for peer in info.peers:
             peer.allowed_ips = [prefix_network(p) if isinstance(p, int) else p
                                 for p in peer.allowed_ips]

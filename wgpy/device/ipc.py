@@ -60,12 +60,12 @@ from uapi.protocol import (
 )
 from uapi.responses import format_interface, iter_peer
 from wgpy.constants import (
-    CLIENT_IDLE_TIMEOUT, FD_RESERVE, INPUT_BUDGET, MAX_CLIENTS, MAX_WORKERS, PEERS_PER_HOLD,
+    CLIENT_IDLE_TIMEOUT, FD_RESERVE, INPUT_BUDGET, MAX_CLIENTS, MAX_WORKERS,
     RECV_SIZE, REPLY_BUDGET, REPLY_DEADLINE, REQUEST_DEADLINE, SEND_SIZE, SET_DEADLINE,
     SWEEP_INTERVAL, WATCH_INTERVAL, WORKER_IDLE,
 )
 from wgpy.device import clock
-from wgpy.device.config import SetTransaction, interface_info, peer_info
+from wgpy.device.config import SetTransaction, copy_peers, interface_info, peer_info
 
 if TYPE_CHECKING:
     from wgpy.device.device import Device
@@ -670,11 +670,7 @@ class UapiServer:
         try:
             with device.lock:
                 head = format_interface(interface_info(device))
-                peers = list(device.iface.peers.values())
-            infos = []
-            for i in range(0, len(peers), PEERS_PER_HOLD):
-                with device.lock:
-                    infos += [peer_info(device, peer) for peer in peers[i:i + PEERS_PER_HOLD]]
+            infos = copy_peers(device, lambda peer: peer_info(device, peer))
         finally:
             self._unlock_config()
         pieces: list[bytes] = []

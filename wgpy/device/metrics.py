@@ -37,7 +37,6 @@ not (what the device then dropped is in the drop counter, by reason).
 
 from __future__ import annotations
 
-import base64
 import http.server
 import ipaddress
 import socket
@@ -46,11 +45,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from uapi.prefix import Prefix, format_prefix
+from uapi.values import format_endpoint
 from wgpy.constants import (
     MESSAGE_COOKIE_REPLY, MESSAGE_INITIATION, MESSAGE_RESPONSE, METRICS_CLIENT_DEADLINE,
-    METRICS_DEFAULT_PORT, METRICS_MAX_CLIENTS, METRICS_POLL_INTERVAL, PEERS_PER_HOLD,
+    METRICS_DEFAULT_PORT, METRICS_MAX_CLIENTS, METRICS_POLL_INTERVAL,
 )
-from wgpy.device.config import endpoint_text
+from wgpy.crypto import b64
+from wgpy.device.config import copy_peers, endpoint_text
 from wgpy.noise.actions import DropReason, Endpoint
 
 if TYPE_CHECKING:
@@ -147,16 +148,11 @@ def collect(device: Device) -> Sample:
     """Copy what the exposition reports; the device lock only for the peers."""
     with device.lock:
         identity = device.iface.identity
-        table = device.iface.allowed_ips
         public = identity.public if identity.private is not None else None
-        every = list(device.iface.peers.values())
-    peers = []
-    for i in range(0, len(every), PEERS_PER_HOLD):
-        with device.lock:
-            peers += [PeerSample(p.public_key, p.rx_bytes, p.tx_bytes,
-                                 p.last_handshake_wall or 0.0, p.endpoint,
-                                 table.prefixes_for_peer(p), len(p.staged))
-                      for p in every[i:i + PEERS_PER_HOLD]]
+    table = device.iface.allowed_ips
+    peers = copy_peers(device, lambda p: PeerSample(
+        p.public_key, p.rx_bytes, p.tx_bytes, p.last_handshake_wall or 0.0, p.endpoint,
+        table.prefixes_for_peer(p), len(p.staged)))
     return Sample(
         device=device.tun.name, public_key=public, peers=peers,
         drops=dict(device.drops),  # one C call: atomic against the threads that count
@@ -173,10 +169,6 @@ def _labels(**labels: str) -> str:
     return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items()) + "}"
 
 
-def _b64(key: bytes) -> str:
-    return base64.b64encode(key).decode()
-
-
 def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(float(value))
 
@@ -191,9 +183,9 @@ def render(s: Sample) -> str:
         lines.extend(f"{name}{labels} {_number(value)}" for labels, value in series)
 
     dev = s.device
-    keys = [(p, _b64(p.public_key)) for p in s.peers]
+    keys = [(p, b64(p.public_key)) for p in s.peers]
     family("wireguard_device_info", "gauge", "Metadata about a device.",
-           [(_labels(device=dev, public_key=_b64(s.public_key) if s.public_key else ""), 1)])
+           [(_labels(device=dev, public_key=b64(s.public_key) if s.public_key else ""), 1)])
     family("wireguard_peer_info", "gauge",
            "Metadata about a peer. The public_key label on peer metrics refers to the "
            "peer's public key; not the device's public key.",
@@ -229,8 +221,7 @@ def render(s: Sample) -> str:
 def _endpoint(endpoint: Endpoint | None) -> str:
     if endpoint is None:
         return ""
-    host, port = endpoint_text(endpoint)
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return format_endpoint(*endpoint_text(endpoint))  # as `wg show` prints it
 
 
 # --- the server ---------------------------------------------------------------------------------

@@ -56,17 +56,18 @@ TUNGETIFF = 0x800454D2
 CLONE_NEWNET = 0x40000000
 
 
-def _setns(fd: int, nstype: int) -> bool:
+def join_netns(fd: int) -> None:
+    """setns(2) into the network namespace `fd` names: moves the calling thread only
+    (OSError if it cannot)."""
     setns = getattr(os, "setns", None)  # Python 3.12
     if setns is not None:
-        try:
-            setns(fd, nstype)
-        except OSError:
-            return False
-        return True
+        setns(fd, CLONE_NEWNET)
+        return
     import ctypes  # only for a move: ctypes is not worth its memory otherwise
 
-    return ctypes.CDLL(None, use_errno=True).setns(fd, nstype) == 0
+    if ctypes.CDLL(None, use_errno=True).setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
 
 
 def follow_tun_namespace(tun_fd: int) -> str | None:
@@ -77,8 +78,9 @@ def follow_tun_namespace(tun_fd: int) -> str | None:
     except OSError:
         return None
     try:
-        if not _setns(ns_fd, CLONE_NEWNET):
-            return None
+        join_netns(ns_fd)
+    except OSError:
+        return None
     finally:
         os.close(ns_fd)
     try:

@@ -3,17 +3,12 @@
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass
 
 from wgpy import crypto
+from wgpy.crypto import b64
 
 __all__ = ["KeyPair", "b64"]
-
-
-def b64(key: bytes) -> str:
-    """A 32-byte key in the base64 form of `wg` and wg-quick's configuration files."""
-    return base64.b64encode(key).decode()
 
 
 @dataclass(frozen=True)
