@@ -262,9 +262,9 @@ class UapiServer:
         try:
             try:
                 self.listener.setblocking(False)
-            except OSError:  # closed before this thread ran: a start and a quick stop
+                sel.register(self.listener, selectors.EVENT_READ)
+            except (OSError, ValueError):  # closed before this thread ran: start, quick stop
                 return
-            sel.register(self.listener, selectors.EVENT_READ)
             sel.register(self._wake_r, selectors.EVENT_READ)
             next_watch = next_sweep = 0.0
             while not device.stopped.is_set() and not self.closed:
