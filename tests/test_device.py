@@ -5,6 +5,8 @@ its config semantics without root."""
 from __future__ import annotations
 
 import io
+import os
+import stat
 import ipaddress
 import threading
 from pathlib import Path
@@ -150,3 +152,33 @@ def test_uapi_server_closed_before_its_thread_runs_stops_quietly(tmp_path: Path)
         assert not device.failed
     finally:
         device.close()
+
+
+@pytest.mark.parametrize("umask", [0o000, 0o022, 0o077])
+def test_uapi_socket_is_0700_and_the_process_umask_is_left_alone(tmp_path: Path,
+                                                                  umask: int) -> None:
+    """The socket file is srwx------ (wireguard-go's umask 077 on 0777) whatever the
+    process umask, and `listen` never changes the umask: another thread of a program
+    embedding wgpy could create a file in that instant (it did set 077 around bind)."""
+    seen: list[int] = []
+    real_umask = os.umask
+
+    def spy(mask: int) -> int:
+        seen.append(mask)
+        return real_umask(mask)
+
+    old = real_umask(umask)
+    try:
+        os.umask = spy  # type: ignore[assignment]
+        sock = listen("wgum", str(tmp_path))
+        os.umask = real_umask  # type: ignore[assignment]
+        try:
+            mode = stat.S_IMODE(os.stat(tmp_path / "wgum.sock").st_mode)
+            assert mode == 0o700 & ~umask, oct(mode)
+            assert seen == []
+            assert real_umask(umask) == umask
+        finally:
+            sock.close()
+    finally:
+        os.umask = real_umask  # type: ignore[assignment]
+        real_umask(old)

@@ -117,6 +117,7 @@ DEFAULT_PORT = 0  # random
 MEMORY_TUN_WRITE_TIMEOUT = 5.0  # a program's write into an in-memory interface not read
 
 # The UAPI server (wgpy/device/ipc.py).
+UAPI_SOCKET_MODE = 0o700  # srwx------, what wireguard-go's umask 077 leaves of 0777
 MAX_CLIENTS = 1024  # connections at once; when full, the quietest one makes room
 FD_RESERVE = 64  # file descriptors never taken by UAPI connections (TUN, sockets, netlink)
 CLIENT_IDLE_TIMEOUT = 30.0  # silence allowed between requests

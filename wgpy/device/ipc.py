@@ -1,7 +1,9 @@
 """The UAPI socket: /var/run/wireguard/IFNAME.sock, served as wireguard-go serves it.
 
-- `listen(name)` makes the directory (0755) and binds the socket under umask 077, so only
-  root may connect. If the path is taken, it dials it: an answer means another daemon owns
+- `listen(name)` makes the directory (0755) and binds the socket with mode 0700 (as
+  wireguard-go's umask 077 gives), so only root may connect. The mode is set on the
+  socket before `bind` (Linux takes a socket file's mode from its inode, less the
+  umask), so the process umask is never changed: a program embedding wgpy keeps its own. If the path is taken, it dials it: an answer means another daemon owns
   the name (an error for the caller), silence means a stale file, removed and replaced.
 - `UapiServer.serve` is one selector thread that holds every connection that is idle, is
   sending a request or is being sent a reply: it accepts, reads into the connection's
@@ -62,7 +64,7 @@ from uapi.responses import format_interface, iter_peer
 from wgpy.constants import (
     CLIENT_IDLE_TIMEOUT, FD_RESERVE, INPUT_BUDGET, MAX_CLIENTS, MAX_WORKERS,
     RECV_SIZE, REPLY_BUDGET, REPLY_DEADLINE, REQUEST_DEADLINE, SEND_SIZE, SET_DEADLINE,
-    SWEEP_INTERVAL, WATCH_INTERVAL, WORKER_IDLE,
+    SWEEP_INTERVAL, UAPI_SOCKET_MODE, WATCH_INTERVAL, WORKER_IDLE,
 )
 from wgpy.device import clock
 from wgpy.device.config import SetTransaction, copy_peers, interface_info, peer_info
@@ -116,8 +118,8 @@ def listen(name: str, directory: str = SOCKET_DIR) -> socket.socket:
     os.makedirs(directory, mode=0o755, exist_ok=True)
     path = socket_path(name, directory)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    old_umask = os.umask(0o077)
     try:
+        os.fchmod(sock.fileno(), UAPI_SOCKET_MODE)  # what `bind` creates the file with
         try:
             sock.bind(path)
         except OSError as exc:
@@ -137,8 +139,6 @@ def listen(name: str, directory: str = SOCKET_DIR) -> socket.socket:
     except BaseException:
         sock.close()
         raise
-    finally:
-        os.umask(old_umask)
     sock.listen(128)
     return sock
 
