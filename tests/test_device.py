@@ -182,3 +182,34 @@ def test_uapi_socket_is_0700_and_the_process_umask_is_left_alone(tmp_path: Path,
     finally:
         os.umask = real_umask  # type: ignore[assignment]
         real_umask(old)
+
+
+def test_counters_lose_nothing_when_threads_count_at_once() -> None:
+    """Drops and handshake messages are counted by the reader, handshake, timer and UAPI
+    threads; a `+=` on a Counter interrupted by a thread switch lost counts before."""
+    import sys
+
+    from wgpy.constants import MESSAGE_INITIATION
+    from wgpy.noise.actions import DropReason
+
+    device = Device(FakeTun("wgct"), Logger("wgct", VERBOSE, io.StringIO()))
+    threads, per_thread = 4, 20_000
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch as often as the interpreter can
+
+    def count() -> None:
+        for _ in range(per_thread):
+            device._drop(DropReason.NO_ROUTE)
+            device.count_sent(MESSAGE_INITIATION)
+
+    try:
+        workers = [threading.Thread(target=count) for _ in range(threads)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join(timeout=60)
+    finally:
+        sys.setswitchinterval(interval)
+        device.close()
+    assert device.drops[DropReason.NO_ROUTE] == threads * per_thread
+    assert device.handshakes_sent[MESSAGE_INITIATION] == threads * per_thread

@@ -135,6 +135,9 @@ class Device:
                 self.keylog.report_open(log)
         self.bind = Bind()
         self.is_up = False
+        # Counters that several threads add to (`+=` on a Counter is a read and a write:
+        # without the lock a thread switch between them loses counts).
+        self.counters_lock = threading.Lock()
         self.drops: Counter[DropReason] = Counter()
         # Handshake messages by type (wgpy.device.metrics): handed to the socket, arrived.
         self.handshakes_sent: Counter[int] = Counter()
@@ -283,7 +286,7 @@ class Device:
                            action.peer)  # type: ignore[union-attr]
             elif kind is SendDatagram:
                 if action.data[0] != MESSAGE_TRANSPORT:  # type: ignore[union-attr]
-                    self.handshakes_sent[action.data[0]] += 1  # type: ignore[union-attr]
+                    self.count_sent(action.data[0])  # type: ignore[union-attr]
                 self._send([action.data], action.endpoint,  # type: ignore[union-attr]
                            action.peer)  # type: ignore[union-attr]
             elif kind is WriteToTun:
@@ -298,12 +301,17 @@ class Device:
             elif kind is ClearEndpointSource:
                 self.bind.clear_source(action.endpoint)  # type: ignore[union-attr]
             elif kind is _Reply:
-                self.handshakes_sent[MESSAGE_COOKIE_REPLY] += 1
+                self.count_sent(MESSAGE_COOKIE_REPLY)
                 self._send([action.data], action.endpoint, None,  # type: ignore[union-attr]
                            action.source)  # type: ignore[union-attr]
 
+    def count_sent(self, message_type: int) -> None:
+        with self.counters_lock:
+            self.handshakes_sent[message_type] += 1
+
     def _drop(self, reason: DropReason, count: int = 1) -> None:
-        self.drops[reason] += count
+        with self.counters_lock:
+            self.drops[reason] += count
         if self.log.level >= VERBOSE:
             self.log.verbose("Dropped %d: %s", count, reason.value)
 
@@ -468,7 +476,8 @@ class Device:
                     if classify(data) is None:
                         invalid += 1  # junk never takes a handshake queue slot
                         continue
-                    self.handshakes_received[data[0]] += 1
+                    with self.counters_lock:
+                        self.handshakes_received[data[0]] += 1
                     if self._may_answer_inline(now):
                         if run_key is not None:  # in arrival order: data before it first
                             self._consume_run(run_key, run, local, now, packets, actions)
