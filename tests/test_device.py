@@ -213,3 +213,51 @@ def test_counters_lose_nothing_when_threads_count_at_once() -> None:
         device.close()
     assert device.drops[DropReason.NO_ROUTE] == threads * per_thread
     assert device.handshakes_sent[MESSAGE_INITIATION] == threads * per_thread
+
+
+def _open_fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+def test_a_failed_constructor_closes_what_it_opened(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Out of file descriptors at the second wake-up pipe: the key log the device opened
+    and the first pipe are closed again (both stayed open before)."""
+    real_pipe2, calls = os.pipe2, []
+
+    def pipe2(flags: int) -> tuple[int, int]:
+        calls.append(flags)
+        if len(calls) == 2:
+            raise OSError(24, "Too many open files")
+        return real_pipe2(flags)
+
+    tun = FakeTun("wgfd")
+    before = _open_fds()
+    monkeypatch.setattr(os, "pipe2", pipe2)
+    try:
+        with pytest.raises(OSError):
+            Device(tun, Logger("wgfd", VERBOSE, io.StringIO()), keylog=str(tmp_path / "keys"))
+        monkeypatch.undo()
+        assert len(calls) == 2 and (tmp_path / "keys").exists()
+        assert _open_fds() == before
+    finally:
+        tun.close()
+
+
+def test_a_metrics_server_that_cannot_be_built_closes_the_socket_it_bound(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from wgpy.device import metrics
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise OSError(24, "Too many open files")
+
+    device = Device(FakeTun("wgfm"), Logger("wgfm", VERBOSE, io.StringIO()))
+    try:
+        before = _open_fds()
+        monkeypatch.setattr(metrics, "_HTTPServer", refuse)
+        with pytest.raises(OSError):
+            device.serve_metrics("127.0.0.1:0")
+        monkeypatch.undo()
+        assert _open_fds() == before
+    finally:
+        device.close()

@@ -90,9 +90,7 @@ class _Waker:
     """A self-pipe that interrupts one thread's select."""
 
     def __init__(self) -> None:
-        self.r, self.w = os.pipe()
-        os.set_blocking(self.r, False)
-        os.set_blocking(self.w, False)
+        self.r, self.w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
 
     def wake(self) -> None:
         try:
@@ -158,8 +156,18 @@ class Device:
         self._timer_due = 0.0  # when the timers thread will look next (clock.now() seconds)
         self._bind_changed = threading.Event()
         # One wake-up pipe per reader thread, so a wake-up is never taken by the wrong one.
-        self._wake_tun = _Waker()
-        self._wake_udp = _Waker()
+        # If a pipe cannot be made (EMFILE), what this constructor opened is closed again.
+        wakers: list[_Waker] = []
+        try:
+            for _ in range(2):
+                wakers.append(_Waker())
+        except BaseException:
+            for waker in wakers:
+                waker.close()
+            if self.keylog is not None and isinstance(keylog, str):
+                self.keylog.close()
+            raise
+        self._wake_tun, self._wake_udp = wakers
 
     # --- lifecycle -----------------------------------------------------------------------------
 

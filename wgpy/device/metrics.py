@@ -295,7 +295,13 @@ class MetricsServer:
     def __init__(self, device: Device, listener: socket.socket | str) -> None:
         sock = bind(listener) if isinstance(listener, str) else listener
         self.device = device
-        self.httpd = _HTTPServer(sock.getsockname()[:2], _Handler, bind_and_activate=False)
+        try:
+            self.httpd = _HTTPServer(sock.getsockname()[:2], _Handler,
+                                     bind_and_activate=False)
+        except BaseException:  # EMFILE for the server's own socket: ours is not kept
+            if sock is not listener:
+                sock.close()
+            raise
         self.httpd.socket.close()  # the one it made for itself: ours replaces it
         self.httpd.socket = sock
         self.httpd.timeout = METRICS_POLL_INTERVAL
