@@ -245,3 +245,51 @@ def test_a_second_handshake_call_soon_after_reports_the_session_at_once() -> Non
             start = time.monotonic()
             assert t.handshake(timeout=2)  # within REKEY_TIMEOUT: no initiation is sent
             assert time.monotonic() - start < 0.5
+
+
+@pytest.mark.parametrize("reply_first", [True, False])
+def test_receive_in_one_thread_never_takes_the_reply_a_ping_waits_for(
+        reply_first: bool) -> None:
+    """A thread blocked in receive() while a ping waits in another: both read from the
+    device, so the receive could take the echo reply (the ping timed out), and a packet
+    the ping's thread set aside stayed in the backlog while the receive waited on the
+    device (it timed out: failed before with the other packet first). Now the reply goes
+    to the ping and the other packet to receive, in either order."""
+    server_key, client_key = wgpy.generate_private_key(), wgpy.generate_private_key()
+    with wgpy.Device.in_memory("wgapi7") as server:
+        server.configure(private_key=server_key, peers=[wgpy.PeerConfig(
+            wgpy.public_key(client_key), allowed_ips=["10.4.0.2/32"])])
+        with wgpy.Tunnel(client_key, wgpy.public_key(server_key),
+                         ("127.0.0.1", server.listen_port), address="10.4.0.2") as t:
+            assert t.handshake()
+            received: list[bytes] = []
+            reader = threading.Thread(target=lambda: received.append(t.receive(2)))
+            reader.start()
+            time.sleep(0.2)  # the reader is waiting on the device
+            other = echo_request("10.4.0.1", "10.4.0.2", 78, 9, b"other")
+
+            def answer() -> None:
+                request = server.read_packet(5)
+                first, second = ((echo_reply_for(request), other) if reply_first
+                                 else (other, echo_reply_for(request)))
+                server.write_packet(first)
+                time.sleep(0.2)
+                server.write_packet(second)
+
+            helper = threading.Thread(target=answer)
+            helper.start()
+            rtt = t.ping("10.4.0.1", timeout=3)
+            helper.join(5)
+            reader.join(5)
+            assert 0 < rtt < 3
+            assert received == [other]
+
+
+def test_peer_of_a_tunnel_whose_peer_was_removed_is_a_lookup_error() -> None:
+    server_key = wgpy.generate_private_key()
+    with wgpy.Tunnel(wgpy.generate_private_key(), wgpy.public_key(server_key),
+                     ("127.0.0.1", 9), address="10.4.0.2") as t:
+        assert t.peer().public_key == wgpy.public_key(server_key)
+        t.device.set([f"public_key={wgpy.public_key(server_key).hex()}", "remove=true"])
+        with pytest.raises(LookupError, match="removed"):
+            t.peer()

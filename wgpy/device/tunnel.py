@@ -12,6 +12,11 @@ The program speaks IP itself: `send` and `receive` carry whole IPv4 or IPv6 pack
 `address` (the tunnel address the peer gave us) as their source. `ping` is the one
 exchange built in: an ICMP echo request from `address`, answered by the peer's host
 (IPv4). Packets that arrive while `ping` waits for its reply are kept for `receive`.
+
+Threads may call `receive` and `ping` at once: one of them at a time reads from the
+device; a packet goes to the `ping` whose reply it is, else to the reader if it wants it,
+else to the backlog, where every waiter looks (`_take`). So an echo reply is never taken
+by a `receive` while its `ping` waits, and no packet waits in the backlog unseen.
 """
 
 from __future__ import annotations
@@ -20,9 +25,10 @@ import collections
 import ipaddress
 import itertools
 import os
+import threading
 import time
 from types import TracebackType
-from typing import Sequence
+from typing import Callable, Sequence
 
 from uapi.responses import PeerInfo
 from wgpy.constants import DEFAULT_MTU
@@ -52,7 +58,12 @@ class Tunnel:
         self.address = ipaddress.ip_address(address)
         self.peer_public_key = key_bytes(peer_public_key)
         self.device = Device.in_memory(name, mtu=mtu)
+        # Packets read that their reader did not want, the echo replies waiting pings
+        # claim, and whether a thread is reading from the device: guarded by _ready.
+        self._ready = threading.Condition()
         self._backlog: collections.deque[bytes] = collections.deque()
+        self._claims: list[Callable[[bytes], bool]] = []
+        self._reading = False
         try:
             self.device.configure(private_key=private_key, listen_port=listen_port, peers=[
                 PeerConfig(self.peer_public_key, preshared_key=preshared_key,
@@ -71,8 +82,12 @@ class Tunnel:
         return self.device.handshake(self.peer_public_key, timeout)
 
     def peer(self) -> PeerInfo:
-        """The peer as `wg show` sees it: endpoint, last handshake, bytes each way."""
-        return self.device.state().peers[0]
+        """The peer as `wg show` sees it: endpoint, last handshake, bytes each way;
+        LookupError if it was removed (through `device`)."""
+        for peer in self.device.state().peers:
+            if peer.public_key == self.peer_public_key:
+                return peer
+        raise LookupError("the tunnel's peer was removed from its device")
 
     def send(self, packet: bytes) -> None:
         """Send one IP packet through the tunnel (a handshake first, if none is current)."""
@@ -80,9 +95,8 @@ class Tunnel:
 
     def receive(self, timeout: float | None = 5.0) -> bytes:
         """The next IP packet from the peer; TimeoutError if none came within `timeout`."""
-        if self._backlog:
-            return self._backlog.popleft()
-        return self.device.read_packet(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        return self._take(_anything, deadline, timeout)
 
     def ping(self, destination: str, timeout: float = 5.0, data: bytes = b"wgpy") -> float:
         """Send an ICMP echo request to `destination` (IPv4) through the tunnel and wait for
@@ -91,17 +105,61 @@ class Tunnel:
             raise ValueError("ping speaks ICMP over IPv4: give the tunnel an IPv4 address")
         ident, seq = next(_IDENTS) & 0xFFFF, 1
         request = echo_request(str(self.address), destination, ident, seq, data)
-        start = time.monotonic()
-        deadline = start + timeout
-        self.send(request)
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"no echo reply from {destination} within {timeout} s")
-            packet = self.device.read_packet(left)
-            if _is_reply(packet, destination, ident, seq):
-                return time.monotonic() - start
-            self._backlog.append(packet)
+        def reply(packet: bytes) -> bool:
+            return _is_reply(packet, destination, ident, seq)
+
+        with self._ready:
+            self._claims.append(reply)
+        try:
+            start = time.monotonic()
+            self.send(request)
+            try:
+                self._take(reply, start + timeout, timeout)
+            except TimeoutError:
+                raise TimeoutError(
+                    f"no echo reply from {destination} within {timeout} s") from None
+            return time.monotonic() - start
+        finally:
+            with self._ready:
+                self._claims.remove(reply)
+
+    def _take(self, want: Callable[[bytes], bool], deadline: float | None,
+              timeout: float | None) -> bytes:
+        """The first packet `want` accepts and no other waiting ping claims: from the
+        backlog, or read from the device by this thread if no other is reading."""
+        def mine(packet: bytes) -> bool:
+            return want(packet) and not any(
+                claim(packet) for claim in self._claims if claim is not want)
+
+        ready = self._ready
+        with ready:
+            while True:
+                for i, packet in enumerate(self._backlog):
+                    if mine(packet):
+                        del self._backlog[i]
+                        return packet
+                if not self._reading:
+                    self._reading = True
+                    break
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise TimeoutError(f"no packet within {timeout} s")
+                ready.wait(left)
+        try:
+            while True:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise TimeoutError(f"no packet within {timeout} s")
+                packet = self.device.read_packet(left)
+                with ready:
+                    if mine(packet):
+                        return packet
+                    self._backlog.append(packet)
+                    ready.notify_all()
+        finally:
+            with ready:
+                self._reading = False
+                ready.notify_all()
 
     def close(self) -> None:
         self.device.close()
@@ -112,6 +170,10 @@ class Tunnel:
     def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+def _anything(packet: bytes) -> bool:
+    return True
 
 
 def _is_reply(packet: bytes, source: str, ident: int, seq: int) -> bool:
