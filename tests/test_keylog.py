@@ -179,12 +179,13 @@ def test_file_is_created_0600_and_appended_to(tmp_path: Path) -> None:
 
 def test_wider_mode_is_tightened(tmp_path: Path) -> None:
     path, log = tmp_path / "keys.log", io.StringIO()
-    path.write_bytes(b"earlier\n")
+    earlier = keylog_lines(some_secrets())
+    path.write_bytes(earlier)
     path.chmod(0o644)
     keylog = KeyLog.open(str(path), Logger("wgk", VERBOSE, log))
     keylog.close()
     assert mode(path) == 0o600 and keylog.tightened_from == 0o644
-    assert path.read_bytes() == b"earlier\n"  # kept, appended to later
+    assert path.read_bytes() == earlier  # kept, appended to later
     assert log.getvalue() == ""  # said by report_open, once the daemon's logger is set up
     keylog.report_open(Logger("wgk", VERBOSE, log))
     assert "0644 tightened to 0600" in log.getvalue()
@@ -208,6 +209,19 @@ def test_symlink_fifo_and_directory_are_refused(tmp_path: Path) -> None:
     with pytest.raises(KeyLogError):
         KeyLog.open(str(tmp_path / "missing-dir" / "keys.log"), log)
     assert target.read_bytes() == b""
+
+
+@pytest.mark.parametrize("content", [b"nameserver 192.0.2.53\n", b"\n", b"PRESHARED_KEY=x"])
+def test_a_file_that_is_not_a_key_log_is_refused_and_left_alone(tmp_path: Path,
+                                                                content: bytes) -> None:
+    """WGPY_KEYLOG_FILE=/etc/resolv.conf by mistake: the file was tightened to 0600 and
+    keys were appended to it before."""
+    path = tmp_path / "resolv.conf"
+    path.write_bytes(content)
+    path.chmod(0o644)
+    with pytest.raises(KeyLogError, match="is not a key log"):
+        KeyLog.open(str(path), Logger("wgk", VERBOSE, io.StringIO()))
+    assert path.read_bytes() == content and mode(path) == 0o644
 
 
 def test_a_file_with_another_hard_link_is_refused_and_left_alone(tmp_path: Path) -> None:

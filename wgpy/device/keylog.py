@@ -11,7 +11,10 @@ refused (KeyLogError, a setup failure) when it
   instead of blocking the start);
 - belongs to another user, who could read it whatever its mode;
 - has more than one hard link: a link planted to a file elsewhere (where
-  `fs.protected_hardlinks` is off) would make the daemon tighten and fill that file.
+  `fs.protected_hardlinks` is off) would make the daemon tighten and fill that file;
+- is not empty and does not start with a key line (`NAME = `, a name of
+  `wgpy.noise.keylog`): a path given by mistake (`WGPY_KEYLOG_FILE=/etc/resolv.conf`)
+  names a file of ours that we must neither tighten nor fill with secrets.
 
 An existing file of ours that group or others may access is tightened to 0600 (fchmod),
 and `report_open` says so: refusing would only make its owner run chmod, while writing
@@ -37,6 +40,27 @@ __all__ = ["KeyLog", "KeyLogError", "KEYLOG_MODE"]
 KEYLOG_MODE = 0o600
 _FLAGS = (os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
           | os.O_NONBLOCK)
+
+
+_LABELS = tuple(name.encode() + b" = " for name in (
+    "LOCAL_STATIC_PRIVATE_KEY", "REMOTE_STATIC_PUBLIC_KEY", "LOCAL_EPHEMERAL_PRIVATE_KEY",
+    "PRESHARED_KEY"))
+
+
+def _starts_like_a_keylog(path: str, st: os.stat_result) -> bool:
+    """Whether the file `st` describes (opened for writing) starts with a key line; read
+    through a second descriptor, checked to be the same file."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:
+        return False
+    try:
+        again = os.fstat(fd)
+        if (again.st_dev, again.st_ino) != (st.st_dev, st.st_ino):
+            return False  # replaced since we opened it
+        return os.read(fd, 64).startswith(_LABELS)
+    finally:
+        os.close(fd)
 
 
 class KeyLogError(Exception):
@@ -69,6 +93,9 @@ class KeyLog:
                 raise KeyLogError(f"Key log {path} has {st.st_nlink} hard links")
             if st.st_uid != os.geteuid():
                 raise KeyLogError(f"Key log {path} belongs to uid {st.st_uid}, not to us")
+            if st.st_size and not _starts_like_a_keylog(path, st):
+                raise KeyLogError(f"{path} exists and is not a key log (its first line is "
+                                  f"not a key line): left as it is")
             mode = stat.S_IMODE(st.st_mode)
             if mode & 0o077:
                 os.fchmod(fd, KEYLOG_MODE)
