@@ -239,7 +239,9 @@ def parse_allowed_ip_run(lines: bytes) -> tuple[list[Prefix], int]:
             add((v & mask4[n]) << 9 | n << 1)
         else:
             n6 = len6.get(length)
-            v6 = _ipv6_hex(addr) if n6 is not None and len(parts) == 1 else None
+            if n6 is None or len(parts) != 1:
+                break
+            v6 = _ipv6_hex(addr)
             if v6 is None:
                 break
             add((v6 & mask6[n6]) << 9 | n6 << 1 | 1)
@@ -309,7 +311,7 @@ def format_prefix(prefix: Prefix) -> str:
 
 def format_prefix_lines(key: bytes, prefixes: Iterable[Prefix]) -> bytes:
     """``key=PREFIX\\n`` for every prefix, as one byte string (``b""`` for none)."""
-    texts = []
+    texts: list[str] = []
     add = texts.append
     for p in prefixes:
         v, n = p >> 9, (p >> 1) & 0xFF

@@ -158,10 +158,10 @@ def iter_peer(peer: PeerInfo, *, keep_endpoint_zone: bool = False) -> Iterator[b
     for i in range(0, len(allowed), PIECE):
         piece = allowed[i : i + PIECE]
         try:
-            text = format_prefix_lines(b"allowed_ip", piece)  # type: ignore[arg-type]
+            lines = format_prefix_lines(b"allowed_ip", piece)  # type: ignore[arg-type]
         except TypeError:  # ipaddress networks among them (a PeerInfo a client built)
-            text = format_prefix_lines(b"allowed_ip", [prefix_of(p) for p in piece])
-        yield text
+            lines = format_prefix_lines(b"allowed_ip", [prefix_of(p) for p in piece])
+        yield lines
 
 
 # ---------------------------------------------------------------------------------

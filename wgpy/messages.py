@@ -20,8 +20,9 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-from construct import Bytes, Const, ConstructError, Container, FormatField, Int32ul, Int64ul
-from construct import Struct
+from construct import (  # type: ignore[import-untyped]
+    Bytes, Const, ConstructError, Container, FormatField, Int32ul, Int64ul, Struct,
+)
 
 from wgpy.constants import (
     COOKIE_REPLY_SIZE, COOKIE_SIZE, INITIATION_SIZE, KEY_SIZE, MAC_SIZE, MESSAGE_COOKIE_REPLY,
