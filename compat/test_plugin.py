@@ -288,3 +288,22 @@ def test_no_wgpy_takes_the_fixtures_away(outside: Path) -> None:
     assert "fixture 'wg_lab' not found" in off.stdout, off.stdout
     on = run_inner(outside, "-p", "wgpy.testing.plugin", "test_lab.py", env=no_autoload)
     assert on.returncode == 0 and "1 passed" in on.stdout, on.stdout
+
+
+@pytest.mark.root
+def test_the_lab_runs_python_m_wgpy_when_there_is_no_console_script(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A package installed without scripts (or run from a checkout): the lab starts the
+    daemon as `python -m wgpy`, and that daemon serves `wg` and stops like the other."""
+    import wgpy.device.lab as device_lab
+
+    monkeypatch.setattr(device_lab, "WGPY", "/nonexistent/wgpy")
+    with device_lab.Lab() as lab:
+        ns = lab.namespace("pm")
+        d = lab.daemon(ns, "wgpy")
+        assert d.proc is not None  # ip netns exec NS python -m wgpy IFNAME
+        assert d.proc.args[4:7] == [sys.executable, "-m", "wgpy"], d.proc.args
+        lab.configure(d, "10.211.0.1/24", 51829)
+        assert d.dump().listen_port == 51829
+        assert lab.stop(d) == 0
+        assert not d.socket.exists()
