@@ -72,7 +72,7 @@ def test_importing_the_core_loads_no_io_module_indirectly() -> None:
     """The import statements above are direct; this catches a core module that reaches our
     I/O code through a package __init__ (uapi's once loaded uapi.client, hence socket).
     Only our modules are looked for: libraries may load the stdlib's I/O modules themselves
-    (construct imports platform, which imports subprocess, select and fcntl on 3.10)."""
+    (a dependency may import platform, which imports subprocess, select and fcntl on 3.10)."""
     modules = sorted(".".join(p.relative_to(ROOT).with_suffix("").parts)
                      for p in core_files() if p.name not in ("__init__.py", "__main__.py")
                      and "testing" not in p.parts)  # names for the lab, as __init__ for Device
