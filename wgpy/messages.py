@@ -56,7 +56,7 @@ class Layout:
         for (field, _), code in zip(fields, codes):
             self.offsets[field] = offset
             offset += struct.calcsize("<" + code)
-        self.message = namedtuple(name, self.names)  # type: ignore[misc]
+        self.message: Any = namedtuple(name, self.names)  # type: ignore[misc]
 
     def parse(self, data: bytes | bytearray | memoryview) -> Any:
         """The fields of exactly one such message (ValueError for another size or type)."""
