@@ -29,10 +29,11 @@
   `config_lock` from its first line to its end (wireguard-go's ipcMutex), so two clients'
   sets never interleave: a `replace_peers` from one cannot remove a peer that the other is
   still giving allowed IPs, which would leave a peer that routes and sends but that `get`
-  does not list. The lock is granted in arrival order (a set waits for it at most
-  REQUEST_DEADLINE from its first byte), and a set must end within SET_DEADLINE of getting
-  it, else the connection is closed and the lock freed, so stalled clients cannot lock the
-  configuration, and a `get` waits for the sets before it, not for those after it.
+  does not list. The lock is granted in arrival order (wgpy.device.sharing; a set waits
+  for it at most REQUEST_DEADLINE from its first byte), and a set must end within
+  SET_DEADLINE of getting it, else the connection is closed and the lock freed, so stalled
+  clients cannot lock the configuration, and a `get` waits for the sets before it, not for
+  those after it.
   Several requests may share a connection; they are answered one at a time, in order;
   an unknown operation closes it with no reply.
 - `get` copies the interface and then a few peers at a time under the device lock (all of
@@ -50,7 +51,6 @@ import resource
 import selectors
 import socket
 import stat
-import sys
 import threading
 from collections import deque
 from typing import TYPE_CHECKING
@@ -68,6 +68,7 @@ from wgpy.constants import (
 )
 from wgpy.device import clock
 from wgpy.device.config import SetTransaction, copy_peers, interface_info, peer_info
+from wgpy.device.sharing import FifoLock, ShortSwitchInterval
 
 if TYPE_CHECKING:
     from wgpy.device.device import Device
@@ -75,35 +76,6 @@ if TYPE_CHECKING:
 __all__ = ["SOCKET_DIR", "listen", "UapiServer", "SocketInUse"]
 
 SOCKET_DIR = "/var/run/wireguard"
-
-
-# While a UAPI thread works, the GIL changes hands at least this often: a data-path thread
-# that wakes for a packet waits at most about this long behind a big get or set (the
-# interpreter's default, 5 ms, added up to 10 ms to a ping through the tunnel per round
-# trip). Only while UAPI work runs, so that the data path's own threads keep the default.
-UAPI_SWITCH_INTERVAL = 0.0005
-_switch_lock = threading.Lock()
-_switch_users = 0
-_switch_saved = 0.0
-
-
-class _ShortSwitchInterval:
-    """A context in which `sys.getswitchinterval()` is at most UAPI_SWITCH_INTERVAL."""
-
-    def __enter__(self) -> None:
-        global _switch_users, _switch_saved
-        with _switch_lock:
-            if _switch_users == 0:
-                _switch_saved = sys.getswitchinterval()
-                sys.setswitchinterval(min(_switch_saved, UAPI_SWITCH_INTERVAL))
-            _switch_users += 1
-
-    def __exit__(self, *exc: object) -> None:
-        global _switch_users
-        with _switch_lock:
-            _switch_users -= 1
-            if _switch_users == 0:
-                sys.setswitchinterval(_switch_saved)
 
 
 class SocketInUse(Exception):
@@ -141,38 +113,6 @@ def listen(name: str, directory: str = SOCKET_DIR) -> socket.socket:
         raise
     sock.listen(128)
     return sock
-
-
-class _FifoLock:
-    """A lock granted in the order it was asked for (threading.Lock is not fair): a `get`
-    queued behind stalled sets waits for their deadlines, not for every set that comes
-    after it too."""
-
-    def __init__(self) -> None:
-        self._mutex = threading.Lock()
-        self._held = False
-        self._waiters: deque[threading.Event] = deque()
-
-    def acquire(self, timeout: float | None = None) -> bool:
-        with self._mutex:
-            if not self._held:
-                self._held = True
-                return True
-            turn = threading.Event()
-            self._waiters.append(turn)
-        turn.wait(timeout)
-        with self._mutex:
-            if turn.is_set():  # handed over, even if the wait timed out just then
-                return True
-            self._waiters.remove(turn)
-            return False
-
-    def release(self) -> None:
-        with self._mutex:
-            if self._waiters:
-                self._waiters.popleft().set()  # handed over: stays held
-            else:
-                self._held = False
 
 
 _READING, _QUEUED, _WORKING, _WRITING = range(4)
@@ -224,7 +164,7 @@ class UapiServer:
         self._input_total = 0
         self._reply_total = 0
         self._accept_paused_until = 0.0
-        self._turn = _FifoLock()  # UAPI's way to config_lock, in arrival order
+        self._turn = FifoLock()  # UAPI's way to config_lock, in arrival order
         # Workers and the hand-back of their connections.
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -557,7 +497,7 @@ class UapiServer:
                 conn = self._queue.popleft()
                 conn.state = _WORKING
             try:
-                with _ShortSwitchInterval():
+                with ShortSwitchInterval():
                     self._serve_request(conn)
             except OSError:
                 conn.dead = True
