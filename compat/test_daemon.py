@@ -1,8 +1,9 @@
 """The daemon's life as the outside world sees it: `wgpy IFNAME` started the normal way
 (daemonizing like wireguard-go), stopped by signals, by `ip link delete` and by deleting its
-UAPI socket; a second daemon on a name in use; the socket's mode; `--version` and usage;
-and `wg-quick up`/`down` with WG_QUICK_USERSPACE_IMPLEMENTATION=wgpy against Debian's
-wireguard-go, split tunnel and full tunnel (fwmark policy routing), with ping and iperf3.
+UAPI socket, also when idle (an idle daemon does not wake up either); a second daemon on a
+name in use; the socket's mode; `--version` and usage; and `wg-quick up`/`down` with
+WG_QUICK_USERSPACE_IMPLEMENTATION=wgpy against Debian's wireguard-go, split tunnel and full
+tunnel (fwmark policy routing), with ping and iperf3.
 
 A daemonized wgpy is not our child: it is found with `ip netns pids NS` and its
 /proc/PID/cmdline, and `Background` stops it by pid (then deletes its interface and socket)
@@ -349,6 +350,104 @@ def test_version_and_usage() -> None:
     assert usage.returncode == 0  # as wireguard-go
     assert "Usage:" in usage.stdout + usage.stderr
     assert "INTERFACE-NAME" in usage.stdout + usage.stderr
+
+
+# --- an idle daemon sleeps ---------------------------------------------------------------------
+
+IDLE_SECONDS = 5.0
+IDLE_MAX_SWITCHES = 5  # over IDLE_SECONDS; about 65 while the threads polled (13 a second)
+IDLE_THREADS = 7  # main, tun_reader, udp_reader, handshake, timers, uapi_accept, netlink
+WORKER_GONE_TIMEOUT = 15.0  # the UAPI worker that served `wg` ends after WORKER_IDLE (5 s)
+STOP_AT_ONCE = 2.0
+
+
+def thread_switches(pid: int) -> dict[int, int]:
+    """Context switches so far (voluntary and not) of each thread of `pid`, by thread id."""
+    counts = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            status = (task / "status").read_text()
+        except OSError:
+            continue  # ended meanwhile
+        counts[int(task.name)] = sum(
+            int(line.split()[1]) for line in status.splitlines()
+            if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")))
+    return counts
+
+
+def idle_daemon(lab: Lab, settle: float = 1.0, workers_gone: bool = False) -> Daemon:
+    """A foreground wgpy configured as for real (key, port, address, one peer with an
+    endpoint, up) and then left alone for `settle` seconds; with `workers_gone`, only after
+    the UAPI worker thread that served `wg` has ended. IPv6 is off in its namespace: the
+    router solicitations and MLD reports the kernel would send into the TUN are traffic,
+    not wake-ups of the daemon's own."""
+    ns = lab.namespace("idle")
+    ns.sysctl("net.ipv6.conf.all.disable_ipv6", 1)
+    ns.sysctl("net.ipv6.conf.default.disable_ipv6", 1)
+    d = lab.daemon(ns, "wgpy")
+    lab.configure(d, lab.tunnel_subnet.host(1)[0], 51820)
+    d.wg("set", d.ifname, "peer", b64(crypto.public_key(crypto.generate_private_key())),
+         "allowed-ips", "10.99.0.0/24", "endpoint", "192.0.2.1:51820")
+    assert d.proc is not None
+    deadline = time.monotonic() + WORKER_GONE_TIMEOUT
+    while workers_gone and len(thread_switches(d.proc.pid)) > IDLE_THREADS:
+        assert time.monotonic() < deadline, "the UAPI worker thread never ended"
+        time.sleep(0.2)
+    time.sleep(settle)
+    return d
+
+
+@pytest.mark.root
+def test_idle_daemon_does_not_wake_up() -> None:
+    """Configured but without traffic, the daemon sleeps, as kernel WireGuard does: no
+    thread wakes up to look at a stop flag, a socket file or a timer that is not due
+    (wireguard-go wakes about 7 times a second here)."""
+    with Lab() as lab:
+        d = idle_daemon(lab, workers_gone=True)
+        assert d.proc is not None
+        before = thread_switches(d.proc.pid)
+        time.sleep(IDLE_SECONDS)
+        after = thread_switches(d.proc.pid)
+        assert len(before) == IDLE_THREADS, before
+        assert set(after) == set(before), "a thread ended or started while idle"
+        woke = {tid: after[tid] - before[tid] for tid in before}
+        print(f"{sum(woke.values())} wake-ups in {IDLE_SECONDS:g} s: {woke}")
+        assert sum(woke.values()) <= IDLE_MAX_SWITCHES, woke
+        assert d.alive(), d.log_tail()
+        d.proc.send_signal(signal.SIGTERM)
+        try:
+            status = d.proc.wait(STOP_AT_ONCE)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"still runs {STOP_AT_ONCE} s after SIGTERM:\n{d.log_tail()}")
+        assert status == 0, d.log_tail()
+        assert not d.socket.exists(), "socket left behind"
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("how", ["SIGTERM to another thread", "ip link delete",
+                                 "socket deleted"])
+def test_idle_daemon_stops_at_once(how: str) -> None:
+    """Asleep without timeouts, every thread is still woken at once by a stop. The kernel
+    gives a process's signal to any thread that does not block it: sent to another
+    thread's id, it lands there, and the main thread must still run the handler (it slept
+    on in an Event.wait() without a timeout)."""
+    with Lab() as lab:
+        d = idle_daemon(lab, settle=1.5)
+        assert d.proc is not None
+        if how == "ip link delete":
+            d.ns.run("ip", "link", "delete", d.ifname)
+        elif how == "socket deleted":
+            d.socket.unlink()
+        else:
+            other = next(tid for tid in thread_switches(d.proc.pid) if tid != d.proc.pid)
+            os.kill(other, signal.SIGTERM)  # a thread id: the signal goes to that thread
+        try:
+            status = d.proc.wait(STOP_AT_ONCE)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"still runs {STOP_AT_ONCE} s after {how}:\n{d.log_tail()}")
+        assert status == 0, d.log_tail()
+        assert not d.socket.exists(), "socket left behind"
+        assert not link_exists(d.ns, d.ifname), "interface left behind"
 
 
 # --- wg-quick ----------------------------------------------------------------------------------

@@ -104,11 +104,16 @@ class FakeDevice:
     def __init__(self, fd: int) -> None:
         self.tun = type("Tun", (), {"name": "wgvanish", "fd": fd})()
         self.stopped = threading.Event()
+        self.stop_fd, self._stop_w = os.pipe()  # readable once stopped: never, here
         self.log = type("Log", (), {"netlink": type("L", (), {
             "verbose": staticmethod(lambda *a: logging.debug(*a))})()})()
         self.mtus: list[int] = []
         self.ups: list[bool] = []
         self.routes: list[list[Any]] = []
+
+    def close(self) -> None:
+        os.close(self.stop_fd)
+        os.close(self._stop_w)
 
     def set_mtu(self, mtu: int) -> None:
         self.mtus.append(mtu)
@@ -127,10 +132,11 @@ def test_the_thread_survives_an_interface_that_leaves_after_an_event(scripted: A
     scripted.events = [[Link(RTM_NEWLINK, INDEX, 0, "wgvanish", 1380)], None]
     device = FakeDevice(scripted.ready_r)  # not a TUN: TUNGETDEVNETNS fails, so the
     # thread cannot follow the interface and takes it as up
-    thread = threading.Thread(target=netlink.watch_link, args=(device, 0.01), daemon=True)
+    thread = threading.Thread(target=netlink.watch_link, args=(device,), daemon=True)
     thread.start()
     thread.join(5)
     assert not thread.is_alive()
+    device.close()
     assert device.mtus == [1420, 1380]
     assert device.ups == [True, False, True]
     assert device.routes == [[]]

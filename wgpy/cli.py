@@ -227,6 +227,8 @@ def _run(tun: Tun, uapi: socket.socket, log: Logger, switch: float = 0.005,
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # thread dump for debugging
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    signal_r, signal_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.set_wakeup_fd(signal_w)  # written by whichever thread the kernel gave a signal
     if os.getpid() == 1:  # a container's init: orphans it adopts (wg-quick's daemons) are reaped
         signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     device.start()
@@ -242,12 +244,28 @@ def _run(tun: Tun, uapi: socket.socket, log: Logger, switch: float = 0.005,
             os.close(int(ready_fd))
         except (OSError, ValueError):
             pass
-    while not device.stopped.wait(0.5):
-        pass
+    _wait_for_stop(device, signal_r)
     log.verbose("Shutting down: %s", device.stop_reason)
     server.close()
     device.close()
     return EXIT_CRASHED if device.failed else 0
+
+
+def _wait_for_stop(device: Device, signal_r: int) -> None:
+    """Sleep until the device stops, without waking up to look: on its `stop_fd` and on
+    `signal_r`, the read end of the signal module's wake-up fd. Python runs a signal's
+    handler in the main thread, but the kernel hands a process's signal to any thread that
+    does not block it; when that is another thread, only the byte the signal module writes
+    to the wake-up fd rouses this one to run the handler (an Event.wait() without a
+    timeout would sleep on, the handler pending). The handler calls `device.stop`, which
+    makes `stop_fd` readable."""
+    while not device.stopped.is_set():
+        ready, _, _ = select.select([device.stop_fd, signal_r], [], [])
+        if signal_r in ready:  # the handler runs at the next bytecode boundary
+            try:
+                os.read(signal_r, 512)
+            except OSError:
+                pass
 
 
 if __name__ == "__main__":

@@ -128,8 +128,8 @@ INPUT_BUDGET = 8 << 20  # unparsed input held for all connections together
 REPLY_BUDGET = 64 << 20  # unsent replies held for all connections together
 MAX_WORKERS = 8  # threads that answer requests (sets mostly wait for each other)
 WORKER_IDLE = 5.0  # a worker with nothing to do for this long exits
-WATCH_INTERVAL = 0.5  # how often the socket file is checked (lstat)
-SWEEP_INTERVAL = 0.2  # how often deadlines are checked
+WATCH_INTERVAL = 0.5  # how often the socket file is checked (lstat) when inotify is missing
+ACCEPT_PAUSE = 0.2  # out of fds with no connection to close: accept again after this
 # Larger reads gain nothing measurable, and what a read takes in decides how much of a
 # failed set is dropped (wireguard-go drops what it had buffered; compat tests compare).
 RECV_SIZE = 1 << 16
@@ -138,7 +138,6 @@ PEERS_PER_HOLD = 64  # peers a get (or a metrics scrape) copies per hold of the 
 
 # The metrics server (wgpy/device/metrics.py, WGPY_METRICS_ADDRESS).
 METRICS_DEFAULT_PORT = 9586  # wireguard_exporter's
-METRICS_POLL_INTERVAL = 1.0  # how often the server looks at the device's stop flag
 METRICS_MAX_CLIENTS = 4  # connections served at once; more are closed at once
 METRICS_CLIENT_DEADLINE = 5.0  # for a whole request and reply, then the socket is shut down
 

@@ -23,6 +23,14 @@ hold and one GSO send per batch) is what the hand-offs keep from the seed's desi
 `lock` is the one lock of the sans-IO core (peers, keypairs, allowed IPs, index table);
 every thread takes it once per batch, never per packet.
 
+No thread wakes up to look: each sleeps until its fds, its queue or its next timer need
+it (the timers thread without a timeout while no timer is armed), and `stop` wakes every
+one (the readers' wake-up pipes, None in the handshake queue, the timers' event, and
+`stop_fd` for the threads around the device: netlink, metrics, the daemon's main thread).
+So an idle device costs no CPU, as the kernel's, and still stops at once. The core reads
+no clock, so its wall clock offset, which dates our handshake initiations, is brought up
+to date where it may create one (`core_now`), instead of every second by the timers.
+
 While the link is down nothing is answered, decrypted, written to the TUN or sent (kernel
 `wg_stop`, wireguard-go `Down`); the sockets stay bound, as Debian's wireguard-go keeps
 them, and what arrives is dropped and counted (INTERFACE_DOWN). Packets the TUN gives us
@@ -66,8 +74,6 @@ from wgpy.routemtu import Route, RouteMTUs
 
 __all__ = ["Device"]
 
-POLL_INTERVAL = 1.0  # how often blocked threads look at the stop flag
-TIMER_MAX_SLEEP = 1.0
 _TRANSPORT_WORD = MESSAGE_TRANSPORT.to_bytes(4, "little")
 # Receive errors worth retrying: what Go's net.Error calls Temporary() (syscall.Errno:
 # EINTR, EMFILE, ENFILE and the timeouts; net.OpError adds ECONNRESET, ECONNABORTED).
@@ -155,11 +161,12 @@ class Device:
         self._timer_wake = threading.Event()
         self._timer_due = 0.0  # when the timers thread will look next (clock.now() seconds)
         self._bind_changed = threading.Event()
-        # One wake-up pipe per reader thread, so a wake-up is never taken by the wrong one.
+        # One wake-up pipe per reader thread, so a wake-up is never taken by the wrong one,
+        # and one that `stop` makes readable for good (`stop_fd`), never drained.
         # If a pipe cannot be made (EMFILE), what this constructor opened is closed again.
         wakers: list[_Waker] = []
         try:
-            for _ in range(2):
+            for _ in range(3):
                 wakers.append(_Waker())
         except BaseException:
             for waker in wakers:
@@ -167,7 +174,7 @@ class Device:
             if self.keylog is not None and isinstance(keylog, str):
                 self.keylog.close()
             raise
-        self._wake_tun, self._wake_udp = wakers
+        self._wake_tun, self._wake_udp, self._stopping = wakers
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -192,17 +199,25 @@ class Device:
         self._threads.append(thread)
         thread.start()
 
+    @property
+    def stop_fd(self) -> int:
+        """A file descriptor that is readable once the device stops: threads that wait on
+        fds of their own (netlink, metrics, the daemon's main thread) select on it too."""
+        return self._stopping.r
+
     def stop(self, reason: str) -> None:
+        """Ask every thread to end; each one is woken, none waits on a timeout for it."""
         if not self.stopped.is_set():
             self.stop_reason = reason
             self.stopped.set()
+            self._stopping.wake()
             self._wake_tun.wake()
             self._wake_udp.wake()
             self._timer_wake.set()
             try:
                 self._handshake_q.put_nowait(None)  # wakes the handshake worker
             except queue.Full:
-                pass
+                pass  # then it is busy: it sees the stop flag after the item in hand
 
     def close(self) -> None:
         """Stop and drain the threads, then release the sockets and the TUN."""
@@ -221,6 +236,18 @@ class Device:
             self.keylog.close()
         self._wake_tun.close()
         self._wake_udp.close()
+        self._stopping.close()
+
+    def core_now(self) -> float:
+        """`clock.now()` for the core, with its wall clock offset brought up to date: call
+        it under the lock wherever the core may create a handshake initiation (its TAI64N
+        timestamp is now + wall_offset: one from a stale offset after a wall clock step,
+        NTP at boot or `date -s`, looks like a replay to the peer, which then ignores us
+        until the clock catches up) or complete a handshake (`wg show`'s latest handshake
+        is now + wall_offset). Three clock reads, once per batch."""
+        now = clock.now()
+        self.iface.wall_offset = clock.wall_offset()
+        return now
 
     def set_up(self, up: bool) -> None:
         """The link went up or down (kernel `wg_open` / `wg_stop`, per peer in the core:
@@ -230,7 +257,7 @@ class Device:
             if up == self.is_up:
                 return
             self.is_up = up
-            now = clock.now()
+            now = self.core_now()
             for peer in self.iface.peers.values():
                 actions += peer.link_up(now) if up else peer.link_down()
         self.log.verbose("Interface %s", "up" if up else "down")
@@ -303,9 +330,13 @@ class Device:
                 self._drop(action.reason, action.count)  # type: ignore[union-attr]
             elif kind is Schedule:
                 at = action.at  # type: ignore[union-attr]
-                if at is not None and at < self._timer_due:
+                # Wake the timers thread only when it must look earlier than planned, or
+                # when its plan is already past: it sleeps on the monotonic clock, which
+                # stops during a suspend while `now` (CLOCK_BOOTTIME) goes on, so after a
+                # resume it may sleep on, past a new timer, for what it had left to sleep.
+                if at is not None and (at < self._timer_due or self._timer_due <= clock.now()):
                     self._timer_due = at
-                    self._timer_wake.set()  # only when it must look earlier than planned
+                    self._timer_wake.set()
             elif kind is ClearEndpointSource:
                 self.bind.clear_source(action.endpoint)  # type: ignore[union-attr]
             elif kind is _Reply:
@@ -357,7 +388,9 @@ class Device:
 
     @staticmethod
     def _wait_readable(fds: list[int], waker: _Waker,
-                       timeout: float = POLL_INTERVAL) -> list[int]:
+                       timeout: float | None = None) -> list[int]:
+        """Wait, without a timeout unless one is given: whoever needs the thread (stop, a
+        rebind) writes to its waker."""
         try:
             ready, _, _ = select.select(fds + [waker.r], [], [], timeout)
         except (OSError, ValueError):
@@ -386,7 +419,7 @@ class Device:
         actions: list[Action] = []
         no_route = 0
         with self.lock:
-            now = clock.now()
+            now = self.core_now()  # sending may start a handshake
             up = self.is_up
             for packet in packets:
                 peer = route(packet)
@@ -410,7 +443,7 @@ class Device:
         while not self.stopped.is_set():
             self._bind_changed.clear()
             socks = {s.fileno(): s for s in self.bind.sockets}
-            timeout = POLL_INTERVAL
+            timeout = None
             if failing:
                 socks, timeout = self._not_resting(socks, failing)
             ready = self._wait_readable(list(socks), self._wake_udp, timeout)
@@ -432,21 +465,21 @@ class Device:
 
     @staticmethod
     def _not_resting(socks: dict[int, object], failing: dict[object, tuple[int, float]]
-                     ) -> tuple[dict[int, object], float]:
+                     ) -> tuple[dict[int, object], float | None]:
         """The sockets to read now (not pausing after an error, not given up on) and how long
-        to wait before one resumes; forgets the sockets a rebind replaced."""
+        to wait before one resumes (None: none will); forgets the sockets a rebind replaced."""
         for sock in [s for s in failing if s not in socks.values()]:
             del failing[sock]
         now = clock.now()
-        timeout = POLL_INTERVAL
+        resume_at = float("inf")
         live = {}
         for fd, sock in socks.items():
             resume = failing.get(sock, (0, 0.0))[1]
             if resume <= now:
                 live[fd] = sock
             else:
-                timeout = min(timeout, resume - now)
-        return live, timeout
+                resume_at = min(resume_at, resume)
+        return live, None if resume_at == float("inf") else resume_at - now
 
     def _receive_failed(self, sock: object, exc: OSError,
                         failing: dict[object, tuple[int, float]]) -> None:
@@ -478,7 +511,7 @@ class Device:
             if not self.is_up:  # kernel wg_stop closed its sockets: nothing gets in
                 self._drop(DropReason.INTERFACE_DOWN, len(batch))
                 return
-            now = clock.now()
+            now = self.core_now()  # handshakes complete here, and a rekey may start
             for data, src, here in batch:
                 if data[:4] != _TRANSPORT_WORD or len(data) < TRANSPORT_MIN_SIZE:
                     if classify(data) is None:
@@ -561,15 +594,14 @@ class Device:
             self._drop(DropReason.RATE_LIMITED, 1)
 
     def _handshake_worker(self) -> None:
+        """Blocks on the queue without a timeout: `stop` puts None in it, or finds it full,
+        and then this thread is busy and sees the stop flag after the item it takes."""
         q = self._handshake_q
         while not self.stopped.is_set():
             try:
                 item = self._proven_q.get_nowait()
             except queue.Empty:
-                try:
-                    item = q.get(timeout=POLL_INTERVAL)
-                except queue.Empty:
-                    continue
+                item = q.get()
             if item is None:
                 continue  # the stop signal: the loop condition ends it
             data, src, local = item
@@ -577,7 +609,7 @@ class Device:
                 if not self.is_up:  # queued before the link went down (kernel wg_stop)
                     self._drop(DropReason.INTERFACE_DOWN, 1)
                     continue
-                now = clock.now()
+                now = self.core_now()
                 actions = self._handshake(data, src, local, now,
                                           self.iface.under_load(q.qsize(), now))
             self.execute(actions)
@@ -617,15 +649,19 @@ class Device:
         return actions
 
     def _timers(self) -> None:
+        """Run the core's timers when due, then sleep until the next deadline, without a
+        timeout while no timer is armed. Every periodic duty of the core is a timer (the
+        zeroing of key material too); the rest is done when it is next used: the cookie
+        secret is renewed, and the rate limiter's idle entries forgotten, as messages come."""
         while not self.stopped.is_set():
             self._timer_wake.clear()  # a Schedule from now on wakes the wait below
             with self.lock:
-                now = clock.now()
-                self.iface.wall_offset = clock.wall_offset()
+                now = self.core_now()
                 actions = self.iface.tick(now)
                 deadline = self.iface.next_deadline()
-                sleep = TIMER_MAX_SLEEP if deadline is None else min(max(deadline - now, 0.0),
-                                                                     TIMER_MAX_SLEEP)
-                self._timer_due = now + sleep  # Schedules are made under the lock too
+                sleep = None if deadline is None else min(max(deadline - now, 0.0),
+                                                          threading.TIMEOUT_MAX)
+                # Under the lock: the core makes its Schedules under it too.
+                self._timer_due = float("inf") if sleep is None else now + sleep
             self.execute(actions)
             self._timer_wake.wait(sleep)

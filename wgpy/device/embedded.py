@@ -240,9 +240,9 @@ class Device:
                         raise UapiError(op.errno, op.message)
                     in_peer = in_peer or line.startswith("public_key=")
                     with engine.lock:
-                        txn.apply(op, clock.now())
+                        txn.apply(op, engine.core_now())
                 with engine.lock:
-                    txn.finish(clock.now())
+                    txn.finish(engine.core_now())
             finally:
                 engine.execute(txn.actions)
 
@@ -257,7 +257,7 @@ class Device:
             if peer is None:
                 raise KeyError("no such peer")
             before = peer.last_handshake_wall
-            now = clock.now()
+            now = engine.core_now()
             actions = peer.initiate(now)
             current = peer.keypairs.current
             sent = any(type(action) is SendDatagram for action in actions)

@@ -29,17 +29,24 @@
   `config_lock` from its first line to its end (wireguard-go's ipcMutex), so two clients'
   sets never interleave: a `replace_peers` from one cannot remove a peer that the other is
   still giving allowed IPs, which would leave a peer that routes and sends but that `get`
-  does not list. The lock is granted in arrival order (a set waits for it at most
-  REQUEST_DEADLINE from its first byte), and a set must end within SET_DEADLINE of getting
-  it, else the connection is closed and the lock freed, so stalled clients cannot lock the
-  configuration, and a `get` waits for the sets before it, not for those after it.
+  does not list. The lock is granted in arrival order (wgpy.device.sharing; a set waits
+  for it at most REQUEST_DEADLINE from its first byte), and a set must end within
+  SET_DEADLINE of getting it, else the connection is closed and the lock freed, so stalled
+  clients cannot lock the configuration, and a `get` waits for the sets before it, not for
+  those after it.
   Several requests may share a connection; they are answered one at a time, in order;
   an unknown operation closes it with no reply.
 - `get` copies the interface and then a few peers at a time under the device lock (all of
   it under `config_lock`, so it never sees half a set), and formats outside both, into
   pieces of about SEND_SIZE bytes that the selector sends.
-- The server watches its socket file: deleting it stops the daemon (wireguard-go uses
-  inotify; a 0.5 s lstat poll does the same here), and a clean exit unlinks it.
+- The server watches its socket file: deleting it stops the daemon, and a clean exit
+  unlinks it. Like wireguard-go, it learns of the deletion from inotify (the socket file
+  and its directory are watched: wgpy.device.inotify), then checks with lstat that the
+  path no longer names the socket it bound; where inotify is missing, it lstats every
+  WATCH_INTERVAL instead.
+- The selector thread sleeps until a socket or the watch needs it, or the nearest
+  deadline of a connection comes: with no connection held, it has no timeout at all, so an
+  idle daemon's UAPI costs no wake-ups.
 """
 
 from __future__ import annotations
@@ -50,7 +57,6 @@ import resource
 import selectors
 import socket
 import stat
-import sys
 import threading
 from collections import deque
 from typing import TYPE_CHECKING
@@ -62,12 +68,14 @@ from uapi.protocol import (
 )
 from uapi.responses import format_interface, iter_peer
 from wgpy.constants import (
-    CLIENT_IDLE_TIMEOUT, FD_RESERVE, INPUT_BUDGET, MAX_CLIENTS, MAX_WORKERS,
+    ACCEPT_PAUSE, CLIENT_IDLE_TIMEOUT, FD_RESERVE, INPUT_BUDGET, MAX_CLIENTS, MAX_WORKERS,
     RECV_SIZE, REPLY_BUDGET, REPLY_DEADLINE, REQUEST_DEADLINE, SEND_SIZE, SET_DEADLINE,
-    SWEEP_INTERVAL, UAPI_SOCKET_MODE, WATCH_INTERVAL, WORKER_IDLE,
+    UAPI_SOCKET_MODE, WATCH_INTERVAL, WORKER_IDLE,
 )
 from wgpy.device import clock
 from wgpy.device.config import SetTransaction, copy_peers, interface_info, peer_info
+from wgpy.device.inotify import FileWatch
+from wgpy.device.sharing import FifoLock, ShortSwitchInterval
 
 if TYPE_CHECKING:
     from wgpy.device.device import Device
@@ -75,35 +83,6 @@ if TYPE_CHECKING:
 __all__ = ["SOCKET_DIR", "listen", "UapiServer", "SocketInUse"]
 
 SOCKET_DIR = "/var/run/wireguard"
-
-
-# While a UAPI thread works, the GIL changes hands at least this often: a data-path thread
-# that wakes for a packet waits at most about this long behind a big get or set (the
-# interpreter's default, 5 ms, added up to 10 ms to a ping through the tunnel per round
-# trip). Only while UAPI work runs, so that the data path's own threads keep the default.
-UAPI_SWITCH_INTERVAL = 0.0005
-_switch_lock = threading.Lock()
-_switch_users = 0
-_switch_saved = 0.0
-
-
-class _ShortSwitchInterval:
-    """A context in which `sys.getswitchinterval()` is at most UAPI_SWITCH_INTERVAL."""
-
-    def __enter__(self) -> None:
-        global _switch_users, _switch_saved
-        with _switch_lock:
-            if _switch_users == 0:
-                _switch_saved = sys.getswitchinterval()
-                sys.setswitchinterval(min(_switch_saved, UAPI_SWITCH_INTERVAL))
-            _switch_users += 1
-
-    def __exit__(self, *exc: object) -> None:
-        global _switch_users
-        with _switch_lock:
-            _switch_users -= 1
-            if _switch_users == 0:
-                sys.setswitchinterval(_switch_saved)
 
 
 class SocketInUse(Exception):
@@ -141,38 +120,6 @@ def listen(name: str, directory: str = SOCKET_DIR) -> socket.socket:
         raise
     sock.listen(128)
     return sock
-
-
-class _FifoLock:
-    """A lock granted in the order it was asked for (threading.Lock is not fair): a `get`
-    queued behind stalled sets waits for their deadlines, not for every set that comes
-    after it too."""
-
-    def __init__(self) -> None:
-        self._mutex = threading.Lock()
-        self._held = False
-        self._waiters: deque[threading.Event] = deque()
-
-    def acquire(self, timeout: float | None = None) -> bool:
-        with self._mutex:
-            if not self._held:
-                self._held = True
-                return True
-            turn = threading.Event()
-            self._waiters.append(turn)
-        turn.wait(timeout)
-        with self._mutex:
-            if turn.is_set():  # handed over, even if the wait timed out just then
-                return True
-            self._waiters.remove(turn)
-            return False
-
-    def release(self) -> None:
-        with self._mutex:
-            if self._waiters:
-                self._waiters.popleft().set()  # handed over: stays held
-            else:
-                self._held = False
 
 
 _READING, _QUEUED, _WORKING, _WRITING = range(4)
@@ -224,7 +171,8 @@ class UapiServer:
         self._input_total = 0
         self._reply_total = 0
         self._accept_paused_until = 0.0
-        self._turn = _FifoLock()  # UAPI's way to config_lock, in arrival order
+        self._next_sweep: float | None = None  # the nearest deadline: none, no sweep
+        self._turn = FifoLock()  # UAPI's way to config_lock, in arrival order
         # Workers and the hand-back of their connections.
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -251,42 +199,58 @@ class UapiServer:
     # --- the selector thread -----------------------------------------------------------------
 
     def serve(self) -> None:
-        """Thread body of `uapi_accept`: runs until the device stops or the file goes."""
+        """Thread body of `uapi_accept`: runs until the device stops or the file goes. It
+        sleeps until a socket, the socket file's watch or the nearest deadline needs it."""
         device = self.device
         if self._identity is None:
             device.stop("UAPI socket deleted")  # before we even started
             return
         sel = self._sel = selectors.DefaultSelector()
+        watch = self._open_watch()
         with self._work_lock:
             self._serving = True
         try:
             try:
                 self.listener.setblocking(False)
                 sel.register(self.listener, selectors.EVENT_READ)
+                sel.register(device.stop_fd, selectors.EVENT_READ)  # readable: the loop ends
             except (OSError, ValueError):  # closed before this thread ran: start, quick stop
                 return
             sel.register(self._wake_r, selectors.EVENT_READ)
-            next_watch = next_sweep = 0.0
+            if watch is not None:
+                sel.register(watch, selectors.EVENT_READ)
+            # When to lstat the socket file: once now (the file may have gone before the
+            # watch began), then after each event the watch reports, or every WATCH_INTERVAL
+            # without a watch. After `close` (which unlinks it) the loop ends first.
+            next_look: float | None = 0.0
             while not device.stopped.is_set() and not self.closed:
                 now = clock.now()
-                if now >= next_watch:
+                if next_look is not None and now >= next_look:
                     if self._stat() != self._identity:
                         device.stop("UAPI socket deleted")
                         return
-                    next_watch = now + WATCH_INTERVAL
-                if now >= next_sweep:
+                    next_look = None if watch is not None else now + WATCH_INTERVAL
+                if self._next_sweep is not None and now >= self._next_sweep:
                     self._sweep(now)
-                    next_sweep = now + SWEEP_INTERVAL
-                    if self._accept_paused_until and now >= self._accept_paused_until:
-                        self._accept_paused_until = 0.0
-                        sel.register(self.listener, selectors.EVENT_READ)
-                timeout = max(min(next_watch, next_sweep) - clock.now(), 0.0)
+                due = min((t for t in (next_look, self._next_sweep) if t is not None),
+                          default=None)
+                timeout = None if due is None else max(due - clock.now(), 0.0)
                 for key, mask in sel.select(timeout):
                     fileobj = key.fileobj
                     if fileobj is self.listener:
                         self._accept()
                     elif fileobj is self._wake_r:
                         self._take_returns()
+                    elif fileobj == device.stop_fd:
+                        continue
+                    elif fileobj is watch:
+                        assert watch is not None
+                        if watch.changed():
+                            next_look = 0.0
+                        if watch.lost:  # a watched inode went: events may stop; poll
+                            sel.unregister(watch)
+                            watch.close()
+                            watch, next_look = None, 0.0
                     else:
                         conn: _Conn = key.data
                         if conn.sock.fileno() < 0 or conn.state == _WORKING:
@@ -304,7 +268,18 @@ class UapiServer:
                     self._close(conn)
             while self._returns:
                 self._close(self._returns.popleft())
+            if watch is not None:
+                watch.close()
             sel.close()
+
+    def _open_watch(self) -> FileWatch | None:
+        """An inotify watch on the socket file, or None (then lstat polls)."""
+        try:
+            return FileWatch(self.path)
+        except OSError as exc:
+            self.device.log.uapi.verbose("UAPI: cannot watch %s (%s): checking it every %g s",
+                                         self.path, exc.strerror or exc, WATCH_INTERVAL)
+            return None
 
     def close(self) -> None:
         """Stop listening and unlink the socket, if it is still ours."""
@@ -368,7 +343,8 @@ class UapiServer:
                     # Nothing to close: stop accepting for a moment instead of spinning.
                     assert self._sel is not None
                     self._sel.unregister(self.listener)
-                    self._accept_paused_until = clock.now() + SWEEP_INTERVAL
+                    self._accept_paused_until = clock.now() + ACCEPT_PAUSE
+                    self._due(self._accept_paused_until)
                 self.device.log.uapi.error("UAPI accept failed: %s", exc)
                 return
             if len(self._conns) >= limit and not self._evict("connections full", None):
@@ -378,6 +354,7 @@ class UapiServer:
             conn = _Conn(sock, clock.now())
             self._conns[sock.fileno()] = conn
             self._watch(conn, selectors.EVENT_READ)
+            self._due(self._deadline(conn))
 
     def _evict(self, why: str, spare: _Conn | None, holding_input: bool = False) -> bool:
         """Close the connection quiet for longest: idle or reading a request first, then
@@ -405,19 +382,45 @@ class UapiServer:
         self._close(victim)
         return True
 
+    @staticmethod
+    def _deadline(conn: _Conn) -> float | None:
+        """When the selector must close `conn` if nothing happens first; None while a worker
+        has it or it waits for one (the worker's set has its own deadline)."""
+        if conn.state == _READING:
+            if conn.request_start is not None:
+                return conn.request_start + REQUEST_DEADLINE
+            return conn.last_active + CLIENT_IDLE_TIMEOUT
+        if conn.state == _WRITING:
+            return conn.reply_deadline
+        return None
+
+    def _due(self, at: float | None) -> None:
+        """Something must be looked at by `at` (a connection's deadline, accept's pause)."""
+        if at is not None and (self._next_sweep is None or at < self._next_sweep):
+            self._next_sweep = at
+
     def _sweep(self, now: float) -> None:
+        """Close the connections past their deadline, resume accepting after a pause, and
+        plan the next sweep for the nearest deadline left (none: no timeout at all)."""
+        self._next_sweep = None
+        if self._accept_paused_until:
+            if now >= self._accept_paused_until:
+                self._accept_paused_until = 0.0
+                assert self._sel is not None
+                self._sel.register(self.listener, selectors.EVENT_READ)
+            else:
+                self._due(self._accept_paused_until)
         for conn in list(self._conns.values()):
-            if conn.state == _READING:
-                if conn.request_start is not None:
-                    if now - conn.request_start > REQUEST_DEADLINE:
-                        self.device.log.uapi.verbose("UAPI: request not complete within %g s",
-                                                REQUEST_DEADLINE)
-                        self._close(conn)
-                elif now - conn.last_active > CLIENT_IDLE_TIMEOUT:
-                    self._close(conn)
-            elif conn.state == _WRITING and now > conn.reply_deadline:
+            deadline = self._deadline(conn)
+            if deadline is None or now < deadline:
+                self._due(deadline)
+                continue
+            if conn.state == _WRITING:
                 self.device.log.uapi.verbose("UAPI: reply not taken within %g s", REPLY_DEADLINE)
-                self._close(conn)
+            elif conn.request_start is not None:
+                self.device.log.uapi.verbose("UAPI: request not complete within %g s",
+                                             REQUEST_DEADLINE)
+            self._close(conn)
 
     def _read(self, conn: _Conn) -> None:
         try:
@@ -431,6 +434,7 @@ class UapiServer:
         conn.last_active = now
         if data and conn.request_start is None:
             conn.request_start = now
+            self._due(self._deadline(conn))
         conn.parser.receive_data(data)
         conn.pending_in += len(data)
         self._input_total += len(data)
@@ -455,6 +459,7 @@ class UapiServer:
                 conn.replied = False
             conn.state = _READING
             self._watch(conn, selectors.EVENT_READ)
+            self._due(self._deadline(conn))
             return
         if isinstance(event, CloseConnection):
             self._close(conn)
@@ -511,6 +516,7 @@ class UapiServer:
             if conn.out:
                 conn.state = _WRITING
                 conn.reply_deadline = now + REPLY_DEADLINE
+                self._due(conn.reply_deadline)
                 self._reply_total += conn.out_size
                 while self._reply_total > REPLY_BUDGET and self._evict("reply budget", conn):
                     pass
@@ -557,7 +563,7 @@ class UapiServer:
                 conn = self._queue.popleft()
                 conn.state = _WORKING
             try:
-                with _ShortSwitchInterval():
+                with ShortSwitchInterval():
                     self._serve_request(conn)
             except OSError:
                 conn.dead = True
@@ -632,7 +638,7 @@ class UapiServer:
                 if isinstance(event, SetRequestEnd):
                     try:
                         with device.lock:
-                            txn.finish(clock.now())
+                            txn.finish(device.core_now())
                     finally:
                         held = False
                         self._unlock_config()
@@ -648,7 +654,7 @@ class UapiServer:
                     return []  # not from a parser in a set
                 try:
                     with device.lock:
-                        txn.apply(event, clock.now())  # type: ignore[arg-type]
+                        txn.apply(event, device.core_now())  # type: ignore[arg-type]
                 except UapiError as exc:
                     device.log.uapi.verbose("UAPI: %s", exc)
                     parser.abort_set()  # the parser skips the rest of this set

@@ -6,11 +6,12 @@ length; a handful of ints, as a UAPI `get` copies them) and formats outside it; 
 and handshake counters and the handshake queues' lengths are read without the lock (a
 dict copy and `qsize` are atomic under the GIL). The copy takes the lock for a few peers
 at a time, as a UAPI `get` does, so the data path never waits long on a scrape. The
-server is the standard library's HTTP handler: the device thread `metrics` accepts, and
-each connection gets a thread of its own (`metrics_client`), at most
-METRICS_MAX_CLIENTS at once (more are closed at once), and a deadline for the whole
-exchange (METRICS_CLIENT_DEADLINE, then its socket is shut down), so a slow or stuck client
-delays neither other scrapes nor the device's close.
+server is the standard library's HTTP handler: the device thread `metrics` accepts
+(asleep until a client connects or the device stops: `Device.stop_fd`), and each
+connection gets a thread of its own (`metrics_client`), at most METRICS_MAX_CLIENTS at
+once (more are closed at once), and a deadline for the whole exchange
+(METRICS_CLIENT_DEADLINE, then its socket is shut down), so a slow or stuck client delays
+neither other scrapes nor the device's close.
 
 Names: the per-peer series are named and labelled as the common WireGuard exporter
 (mdlayher/wireguard_exporter) names them, so its dashboards and alerts work unchanged:
@@ -39,6 +40,7 @@ from __future__ import annotations
 
 import http.server
 import ipaddress
+import select
 import socket
 import threading
 from dataclasses import dataclass
@@ -48,7 +50,7 @@ from uapi.prefix import Prefix, format_prefix
 from uapi.values import format_endpoint
 from wgpy.constants import (
     MESSAGE_COOKIE_REPLY, MESSAGE_INITIATION, MESSAGE_RESPONSE, METRICS_CLIENT_DEADLINE,
-    METRICS_DEFAULT_PORT, METRICS_MAX_CLIENTS, METRICS_POLL_INTERVAL,
+    METRICS_DEFAULT_PORT, METRICS_MAX_CLIENTS,
 )
 from wgpy.crypto import b64
 from wgpy.device.config import copy_peers, endpoint_text
@@ -304,7 +306,7 @@ class MetricsServer:
             raise
         self.httpd.socket.close()  # the one it made for itself: ours replaces it
         self.httpd.socket = sock
-        self.httpd.timeout = METRICS_POLL_INTERVAL
+        self.httpd.timeout = 0  # `serve` calls handle_request once a client waits
         self.httpd.device = device
 
     @property
@@ -317,8 +319,12 @@ class MetricsServer:
         host, port = self.address
         log.verbose("Metrics at http://%s:%d/metrics", f"[{host}]" if ":" in host else host,
                     port)
+        listener = self.httpd.socket.fileno()
         try:
             while not self.device.stopped.is_set():
-                self.httpd.handle_request()
+                # Asleep until a client connects or the device stops.
+                ready, _, _ = select.select([listener, self.device.stop_fd], [], [])
+                if listener in ready:
+                    self.httpd.handle_request()
         finally:
             self.httpd.server_close()

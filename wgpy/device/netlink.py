@@ -123,12 +123,13 @@ def link_state(name: str) -> tuple[int, bool, int] | None:
     return link.index, bool(link.flags & IFF_UP), link.mtu
 
 
-def watch_link(device: Device, poll: float = 1.0) -> None:
+def watch_link(device: Device) -> None:
     """Thread body: apply link events to `device` until it stops, following the TUN into
-    whatever namespace it is moved to."""
+    whatever namespace it is moved to. It sleeps until a notification comes or the device
+    stops (`Device.stop_fd`)."""
     name = device.tun.name
     while not device.stopped.is_set():
-        if not _watch_in_namespace(device, name, poll):
+        if not _watch_in_namespace(device, name):
             return
         if device.stopped.wait(NETLINK_MOVE_SETTLE):  # deleted, or moved away?
             return
@@ -140,7 +141,7 @@ def watch_link(device: Device, poll: float = 1.0) -> None:
         device.log.netlink.verbose("Interface moved to another network namespace, as %s", name)
 
 
-def _watch_in_namespace(device: Device, name: str, poll: float) -> bool:
+def _watch_in_namespace(device: Device, name: str) -> bool:
     """Follow `name` in this thread's namespace; True when it left (RTM_DELLINK)."""
     with Rtnl(RTMGRP_LINK | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE) as mon:
         # Subscribe first, so no event falls between.
@@ -152,9 +153,9 @@ def _watch_in_namespace(device: Device, name: str, poll: float) -> bool:
         device.set_up(up)
         device.set_routes(routes_into(index))
         while not device.stopped.is_set():
-            ready, _, _ = select.select([mon.fileno()], [], [], poll)
-            if not ready:
-                continue
+            ready, _, _ = select.select([mon.fileno(), device.stop_fd], [], [])
+            if mon.fileno() not in ready:
+                continue  # the device stopped
             ours, overrun = False, False
             for _ in range(NETLINK_MAX_DRAIN):
                 try:
