@@ -246,7 +246,7 @@ def test_a_failed_constructor_closes_what_it_opened(tmp_path: Path,
 
 def test_a_metrics_server_that_cannot_be_built_closes_the_socket_it_bound(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    from wgpy.device import metrics
+    from wgpy.device import metrics_http
 
     def refuse(*args: object, **kwargs: object) -> None:
         raise OSError(24, "Too many open files")
@@ -254,7 +254,7 @@ def test_a_metrics_server_that_cannot_be_built_closes_the_socket_it_bound(
     device = Device(FakeTun("wgfm"), Logger("wgfm", VERBOSE, io.StringIO()))
     try:
         before = _open_fds()
-        monkeypatch.setattr(metrics, "_HTTPServer", refuse)
+        monkeypatch.setattr(metrics_http, "_HTTPServer", refuse)
         with pytest.raises(OSError):
             device.serve_metrics("127.0.0.1:0")
         monkeypatch.undo()

@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from helpers import ipv4
 from test_device import Node, configure
-from wgpy.device import metrics
+from wgpy.device import metrics, metrics_http
 from wgpy.device.metrics import MetricsError, PeerSample, Sample
 from wgpy.noise.actions import DropReason
 
@@ -177,12 +177,12 @@ def test_a_slow_client_delays_neither_scrapes_nor_close(tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """A client that trickles its request (each byte restarting a per-read timeout) held
     the one-at-a-time server: the next scrape timed out and close waited for it."""
-    monkeypatch.setattr(metrics, "METRICS_CLIENT_DEADLINE", 1.0)
+    monkeypatch.setattr(metrics_http, "METRICS_CLIENT_DEADLINE", 1.0)
     node = Node("wgms", tmp_path)
     slow: list[socket.socket] = []
     try:
         at = node.device.serve_metrics("127.0.0.1:0")
-        for _ in range(metrics.METRICS_MAX_CLIENTS + 2):  # more than it serves at once
+        for _ in range(metrics_http.METRICS_MAX_CLIENTS + 2):  # more than it serves at once
             sock = socket.create_connection(at, timeout=5)
             sock.sendall(b"G")
             slow.append(sock)

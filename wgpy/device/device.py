@@ -61,7 +61,6 @@ from wgpy.device import clock
 from wgpy.device.bind import Bind, Endpoint, Local, SendError
 from wgpy.device.keylog import KeyLog
 from wgpy.device.log import VERBOSE, Logger
-from wgpy.device.metrics import MetricsServer
 from wgpy.device.tun import Tun
 from wgpy.messages import TRANSPORT_HEADER, classify
 from wgpy.noise.actions import Action, ClearEndpointSource, Drop, DropReason, Schedule
@@ -303,6 +302,7 @@ class Device:
         """Serve Prometheus metrics at http://HOST:PORT/metrics until the device stops, in
         the thread `metrics` (wgpy.device.metrics); `listener` is a listening socket or
         its `HOST:PORT` (MetricsError if unusable). Returns the address served."""
+        from wgpy.device.metrics_http import MetricsServer  # noqa: PLC0415 - 3 MiB, if asked
         server = MetricsServer(self, listener)
         self.spawn("metrics", server.serve)
         return server.address
