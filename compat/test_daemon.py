@@ -140,6 +140,19 @@ class Background:
         return pids[0]
 
 
+def assert_exits_cleanly(d: Daemon, timeout: float, after: str) -> None:
+    """The foreground daemon `d` ends with status 0 within `timeout` of `after`, leaving
+    neither its socket nor its interface."""
+    assert d.proc is not None
+    try:
+        status = d.proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"wgpy still runs {timeout} s after {after}:\n{d.log_tail()}")
+    assert status == 0, d.log_tail()
+    assert not d.socket.exists(), "socket left behind"
+    assert not link_exists(d.ns, d.ifname), "interface left behind"
+
+
 def read(path: Path) -> str:
     try:
         return path.read_text(errors="replace")
@@ -260,13 +273,7 @@ def test_foreground_exit_status_zero(signum: int) -> None:
         d = lab.daemon(ns, "wgpy")
         assert d.proc is not None
         d.proc.send_signal(signum)
-        try:
-            status = d.proc.wait(EXIT_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"foreground wgpy still runs after {signum!r}:\n{d.log_tail()}")
-        assert status == 0, d.log_tail()
-        assert not d.socket.exists(), "socket left behind"
-        assert not link_exists(ns, d.ifname), "interface left behind"
+        assert_exits_cleanly(d, EXIT_TIMEOUT, repr(signum))
 
 
 FLOOD_ROUTES = 60_000
@@ -415,12 +422,7 @@ def test_idle_daemon_does_not_wake_up() -> None:
         assert sum(woke.values()) <= IDLE_MAX_SWITCHES, woke
         assert d.alive(), d.log_tail()
         d.proc.send_signal(signal.SIGTERM)
-        try:
-            status = d.proc.wait(STOP_AT_ONCE)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"still runs {STOP_AT_ONCE} s after SIGTERM:\n{d.log_tail()}")
-        assert status == 0, d.log_tail()
-        assert not d.socket.exists(), "socket left behind"
+        assert_exits_cleanly(d, STOP_AT_ONCE, "SIGTERM")
 
 
 @pytest.mark.root
@@ -441,13 +443,7 @@ def test_idle_daemon_stops_at_once(how: str) -> None:
         else:
             other = next(tid for tid in thread_switches(d.proc.pid) if tid != d.proc.pid)
             os.kill(other, signal.SIGTERM)  # a thread id: the signal goes to that thread
-        try:
-            status = d.proc.wait(STOP_AT_ONCE)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"still runs {STOP_AT_ONCE} s after {how}:\n{d.log_tail()}")
-        assert status == 0, d.log_tail()
-        assert not d.socket.exists(), "socket left behind"
-        assert not link_exists(d.ns, d.ifname), "interface left behind"
+        assert_exits_cleanly(d, STOP_AT_ONCE, how)
 
 
 # --- wg-quick ----------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ a ping waits, clean close, and `import wgpy` staying cheap for the daemon."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 import socket
 import subprocess
@@ -14,6 +15,7 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any, Iterator
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -22,6 +24,20 @@ import wgpy
 from uapi.errors import EINVAL, UapiError
 from wgpy.device.embedded import key_bytes
 from wgpy.packets import echo_reply_for, echo_request
+
+
+@contextlib.contextmanager
+def server_and_tunnel(name: str | None = None, **device: Any
+                      ) -> Iterator[tuple[wgpy.Device, wgpy.Tunnel, bytes]]:
+    """An in-memory server device allowing 10.4.0.2/32 for the client, and a wgpy.Tunnel
+    client (10.4.0.2) to it over loopback; yields them and the server's private key."""
+    server_key, client_key = wgpy.generate_private_key(), wgpy.generate_private_key()
+    with wgpy.Device.in_memory(name, **device) as server:
+        server.configure(private_key=server_key, peers=[wgpy.PeerConfig(
+            wgpy.public_key(client_key), allowed_ips=["10.4.0.2/32"])])
+        with wgpy.Tunnel(client_key, wgpy.public_key(server_key),
+                         ("127.0.0.1", server.listen_port), address="10.4.0.2") as t:
+            yield server, t, server_key
 
 
 def test_keys_are_taken_raw_base64_or_hex_and_bad_ones_never_echoed() -> None:
@@ -91,28 +107,23 @@ def test_handshake_with_nobody_listening_reports_false_in_time() -> None:
 
 
 def test_packets_that_arrive_while_ping_waits_are_kept_for_receive() -> None:
-    server_key, client_key = wgpy.generate_private_key(), wgpy.generate_private_key()
-    with wgpy.Device.in_memory("wgapi3") as server:
-        server.configure(private_key=server_key, peers=[wgpy.PeerConfig(
-            wgpy.public_key(client_key), allowed_ips=["10.4.0.2/32"])])
-        with wgpy.Tunnel(client_key, wgpy.public_key(server_key),
-                         ("127.0.0.1", server.listen_port), address="10.4.0.2") as t:
-            assert t.handshake()
-            other = echo_request("10.4.0.1", "10.4.0.2", 77, 5, b"first")
-            server.write_packet(other)  # arrives before the reply ping waits for
-            request_seen: list[bytes] = []
+    with server_and_tunnel("wgapi3") as (server, t, _):
+        assert t.handshake()
+        other = echo_request("10.4.0.1", "10.4.0.2", 77, 5, b"first")
+        server.write_packet(other)  # arrives before the reply ping waits for
+        request_seen: list[bytes] = []
 
-            def answer() -> None:
-                request = server.read_packet(5)
-                request_seen.append(request)
-                server.write_packet(echo_reply_for(request))
+        def answer() -> None:
+            request = server.read_packet(5)
+            request_seen.append(request)
+            server.write_packet(echo_reply_for(request))
 
-            helper = threading.Thread(target=answer)
-            helper.start()
-            rtt = t.ping("10.4.0.1", timeout=5)
-            helper.join(5)
-            assert 0 < rtt < 5 and len(request_seen) == 1
-            assert t.receive(1) == other
+        helper = threading.Thread(target=answer)
+        helper.start()
+        rtt = t.ping("10.4.0.1", timeout=5)
+        helper.join(5)
+        assert 0 < rtt < 5 and len(request_seen) == 1
+        assert t.receive(1) == other
 
 
 def test_ping_needs_an_ipv4_tunnel_address() -> None:
@@ -156,13 +167,8 @@ def test_the_daemon_imports_no_pyroute2() -> None:
 
 def test_an_embedded_device_writes_the_key_log_it_is_given(tmp_path: Path) -> None:
     path = tmp_path / "keys.log"
-    server_key, client_key = wgpy.generate_private_key(), wgpy.generate_private_key()
-    with wgpy.Device.in_memory("wgapi5", keylog=str(path)) as server:
-        server.configure(private_key=server_key, peers=[wgpy.PeerConfig(
-            wgpy.public_key(client_key), allowed_ips=["10.4.0.2/32"])])
-        with wgpy.Tunnel(client_key, wgpy.public_key(server_key),
-                         ("127.0.0.1", server.listen_port), address="10.4.0.2") as t:
-            assert t.handshake()
+    with server_and_tunnel("wgapi5", keylog=str(path)) as (_, t, server_key):
+        assert t.handshake()
     lines = path.read_text().splitlines()
     assert [line.split(" = ")[0] for line in lines] == [
         "LOCAL_STATIC_PRIVATE_KEY", "REMOTE_STATIC_PUBLIC_KEY", "LOCAL_EPHEMERAL_PRIVATE_KEY",
@@ -235,16 +241,11 @@ def test_configure_leaves_what_it_is_not_given_as_wg_set_does() -> None:
 
 
 def test_a_second_handshake_call_soon_after_reports_the_session_at_once() -> None:
-    server_key, client_key = wgpy.generate_private_key(), wgpy.generate_private_key()
-    with wgpy.Device.in_memory() as server:
-        server.configure(private_key=server_key, peers=[wgpy.PeerConfig(
-            wgpy.public_key(client_key), allowed_ips=["10.4.0.2/32"])])
-        with wgpy.Tunnel(client_key, wgpy.public_key(server_key),
-                         ("127.0.0.1", server.listen_port), address="10.4.0.2") as t:
-            assert t.handshake(timeout=5)
-            start = time.monotonic()
-            assert t.handshake(timeout=2)  # within REKEY_TIMEOUT: no initiation is sent
-            assert time.monotonic() - start < 0.5
+    with server_and_tunnel() as (_, t, _):
+        assert t.handshake(timeout=5)
+        start = time.monotonic()
+        assert t.handshake(timeout=2)  # within REKEY_TIMEOUT: no initiation is sent
+        assert time.monotonic() - start < 0.5
 
 
 @pytest.mark.parametrize("reply_first", [True, False])
@@ -255,34 +256,29 @@ def test_receive_in_one_thread_never_takes_the_reply_a_ping_waits_for(
     the ping's thread set aside stayed in the backlog while the receive waited on the
     device (it timed out: failed before with the other packet first). Now the reply goes
     to the ping and the other packet to receive, in either order."""
-    server_key, client_key = wgpy.generate_private_key(), wgpy.generate_private_key()
-    with wgpy.Device.in_memory("wgapi7") as server:
-        server.configure(private_key=server_key, peers=[wgpy.PeerConfig(
-            wgpy.public_key(client_key), allowed_ips=["10.4.0.2/32"])])
-        with wgpy.Tunnel(client_key, wgpy.public_key(server_key),
-                         ("127.0.0.1", server.listen_port), address="10.4.0.2") as t:
-            assert t.handshake()
-            received: list[bytes] = []
-            reader = threading.Thread(target=lambda: received.append(t.receive(2)))
-            reader.start()
-            time.sleep(0.2)  # the reader is waiting on the device
-            other = echo_request("10.4.0.1", "10.4.0.2", 78, 9, b"other")
+    with server_and_tunnel("wgapi7") as (server, t, _):
+        assert t.handshake()
+        received: list[bytes] = []
+        reader = threading.Thread(target=lambda: received.append(t.receive(2)))
+        reader.start()
+        time.sleep(0.2)  # the reader is waiting on the device
+        other = echo_request("10.4.0.1", "10.4.0.2", 78, 9, b"other")
 
-            def answer() -> None:
-                request = server.read_packet(5)
-                first, second = ((echo_reply_for(request), other) if reply_first
-                                 else (other, echo_reply_for(request)))
-                server.write_packet(first)
-                time.sleep(0.2)
-                server.write_packet(second)
+        def answer() -> None:
+            request = server.read_packet(5)
+            first, second = ((echo_reply_for(request), other) if reply_first
+                             else (other, echo_reply_for(request)))
+            server.write_packet(first)
+            time.sleep(0.2)
+            server.write_packet(second)
 
-            helper = threading.Thread(target=answer)
-            helper.start()
-            rtt = t.ping("10.4.0.1", timeout=3)
-            helper.join(5)
-            reader.join(5)
-            assert 0 < rtt < 3
-            assert received == [other]
+        helper = threading.Thread(target=answer)
+        helper.start()
+        rtt = t.ping("10.4.0.1", timeout=3)
+        helper.join(5)
+        reader.join(5)
+        assert 0 < rtt < 3
+        assert received == [other]
 
 
 def test_peer_of_a_tunnel_whose_peer_was_removed_is_a_lookup_error() -> None:
