@@ -365,7 +365,7 @@ class Device:
                 self.bind.send(datagrams, endpoint, source)
                 return
             except SendError as exc:
-                unsent, why = datagrams[exc.sent:], exc.strerror
+                unsent, why = datagrams[exc.sent:], exc.strerror or "send failed"
                 reason = send_failure_reason(exc.errno)
         self._drop(reason, len(unsent))
         if peer is not None:
@@ -442,7 +442,7 @@ class Device:
         failing: dict[object, tuple[int, float]] = {}  # socket -> (errors in a row, resume at)
         while not self.stopped.is_set():
             self._bind_changed.clear()
-            socks = {s.fileno(): s for s in self.bind.sockets}
+            socks: dict[int, socket.socket] = {s.fileno(): s for s in self.bind.sockets}
             timeout = None
             if failing:
                 socks, timeout = self._not_resting(socks, failing)
@@ -464,8 +464,9 @@ class Device:
                     self._decrypt_batch(batch)
 
     @staticmethod
-    def _not_resting(socks: dict[int, object], failing: dict[object, tuple[int, float]]
-                     ) -> tuple[dict[int, object], float | None]:
+    def _not_resting(socks: dict[int, socket.socket],
+                     failing: dict[object, tuple[int, float]]
+                     ) -> tuple[dict[int, socket.socket], float | None]:
         """The sockets to read now (not pausing after an error, not given up on) and how long
         to wait before one resumes (None: none will); forgets the sockets a rebind replaced."""
         for sock in [s for s in failing if s not in socks.values()]:
@@ -598,6 +599,7 @@ class Device:
         and then this thread is busy and sees the stop flag after the item it takes."""
         q = self._handshake_q
         while not self.stopped.is_set():
+            item: tuple[bytes, Endpoint, Local | None] | None
             try:
                 item = self._proven_q.get_nowait()
             except queue.Empty:
