@@ -276,3 +276,22 @@ def test_after_a_suspend_a_new_timer_wakes_the_sleeping_timers_thread(
     while not ticks and time.monotonic() < deadline:
         time.sleep(0.01)
     assert ticks, "the timers thread slept on"
+
+
+def test_each_thread_carries_its_role_as_its_os_name(idle: Idle) -> None:
+    """`ps -L` and `top -H` show a thread's comm: every one was the creator's name before
+    (here the test runner's), now each is its role (tun_reader, udp_reader, ...)."""
+    idle.configure(crypto.public_key(crypto.generate_private_key()), ("127.0.0.1", 9))
+    idle.device.serve_metrics("127.0.0.1:0")
+    def comms() -> dict[str, str]:
+        named = {}
+        for t in idle.device._threads:
+            with open(f"/proc/self/task/{t.native_id}/comm") as f:
+                named[t.name] = f.read().strip()
+        return named
+
+    deadline = time.monotonic() + 2.0  # a thread names itself first thing when it runs
+    while any(c != n for n, c in comms().items()) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    named = comms()
+    assert len(named) == 6 and all(comm == name for name, comm in named.items()), named

@@ -33,6 +33,7 @@ import subprocess
 import sys
 
 from wgpy import __version__
+from wgpy.device import threads
 from wgpy.device.device import Device
 from wgpy.device.ipc import SocketInUse, UapiServer, listen
 from wgpy.device.keylog import KeyLog, KeyLogError
@@ -160,20 +161,10 @@ def _set_process_title(name: str) -> None:
     try:
         import setproctitle
     except ImportError:  # installed without its dependencies: the name at least
-        _set_comm(b"wgpy")
+        threads.set_os_name("wgpy")
         return
     setproctitle.setproctitle(title)
     setproctitle.setthreadtitle("wgpy")  # the main thread's comm is the process's name
-
-
-def _set_comm(comm: bytes) -> None:
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(15, ctypes.c_char_p(comm[:15]), 0, 0, 0)  # PR_SET_NAME
-    except (OSError, AttributeError):
-        pass
 
 
 def _daemonize(args: list[str], tun: Tun, uapi: socket.socket, log: Logger,

@@ -57,7 +57,7 @@ from wgpy.constants import (
     UDP_RECEIVE_RETRY_PAUSE,
 )
 from wgpy.crypto import b64
-from wgpy.device import clock
+from wgpy.device import clock, threads
 from wgpy.device.bind import Bind, Endpoint, Local, SendError
 from wgpy.device.keylog import KeyLog
 from wgpy.device.log import VERBOSE, Logger
@@ -194,9 +194,7 @@ class Device:
                 self.log.error("thread %s failed: %r", name, exc)
                 self.failed = True
                 self.stop(f"thread {name} failed")
-        thread = threading.Thread(target=run, name=name, daemon=True)
-        self._threads.append(thread)
-        thread.start()
+        self._threads.append(threads.start(name, run))
 
     @property
     def stop_fd(self) -> int:

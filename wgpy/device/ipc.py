@@ -3,8 +3,9 @@
 - `listen(name)` makes the directory (0755) and binds the socket with mode 0700 (as
   wireguard-go's umask 077 gives), so only root may connect. The mode is set on the
   socket before `bind` (Linux takes a socket file's mode from its inode, less the
-  umask), so the process umask is never changed: a program embedding wgpy keeps its own. If the path is taken, it dials it: an answer means another daemon owns
-  the name (an error for the caller), silence means a stale file, removed and replaced.
+  umask), so the process umask is never changed: a program embedding wgpy keeps its
+  own. If the path is taken, it dials it: an answer means another daemon owns the name
+  (an error for the caller), silence means a stale file, removed and replaced.
 - `UapiServer.serve` is one selector thread that holds every connection that is idle, is
   sending a request or is being sent a reply: it accepts, reads into the connection's
   sans-IO `uapi.protocol.ServerConnection`, writes replies as the client takes them, and
@@ -72,7 +73,7 @@ from wgpy.constants import (
     RECV_SIZE, REPLY_BUDGET, REPLY_DEADLINE, REQUEST_DEADLINE, SEND_SIZE, SET_DEADLINE,
     UAPI_SOCKET_MODE, WATCH_INTERVAL, WORKER_IDLE,
 )
-from wgpy.device import clock
+from wgpy.device import clock, threads
 from wgpy.device.config import SetTransaction, copy_peers, interface_info, peer_info
 from wgpy.device.inotify import FileWatch
 from wgpy.device.sharing import FifoLock, ShortSwitchInterval
@@ -537,7 +538,7 @@ class UapiServer:
             if self._workers >= MAX_WORKERS:
                 return  # it waits its turn
             self._workers += 1
-        threading.Thread(target=self._work, name="uapi_conn", daemon=True).start()
+        threads.start("uapi_conn", self._work)
 
     def _give_back(self, conn: _Conn) -> None:
         with self._work_lock:

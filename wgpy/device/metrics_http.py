@@ -18,6 +18,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from wgpy.constants import METRICS_CLIENT_DEADLINE, METRICS_MAX_CLIENTS
+from wgpy.device import threads
 from wgpy.device.metrics import CONTENT_TYPE, bind, collect, render
 
 if TYPE_CHECKING:
@@ -57,8 +58,7 @@ class _HTTPServer(http.server.HTTPServer):
                 self.shutdown_request(request)
                 return
             self._active += 1
-        threading.Thread(target=self._serve_client, args=(request, client_address),
-                         name="metrics_client", daemon=True).start()
+        threads.start("metrics_client", self._serve_client, request, client_address)
 
     def _serve_client(self, request: Any, client_address: Any) -> None:
         cut = threading.Timer(METRICS_CLIENT_DEADLINE, _shut, (request,))
