@@ -25,24 +25,26 @@ from wgpy.device.log import VERBOSE, Logger
 
 
 class Node:
+    """A started device, up, with its UAPI server as a device thread (`uapi_accept`), as
+    the daemon runs it."""
+
     def __init__(self, name: str, directory: Path) -> None:
         self.tun = FakeTun(name)
         self.log = io.StringIO()
         self.device = Device(self.tun, Logger(name, VERBOSE, self.log))
         self.server = UapiServer(self.device, listen(name, str(directory)))
-        self.thread = threading.Thread(target=self.server.serve, daemon=True)
+        self.path = directory / f"{name}.sock"
         self.device.start()
-        self.thread.start()
+        self.device.spawn("uapi_accept", self.server.serve)
         self.device.set_up(True)
-        self.client = Client.from_path(str(directory / f"{name}.sock"))
+        self.client = Client.from_path(str(self.path))
         self.private = crypto.generate_private_key()
         self.public = crypto.public_key(self.private)
 
     def close(self) -> None:
         self.device.stop("test over")
         self.server.close()
-        self.device.close()
-        self.thread.join(5)
+        self.device.close()  # joins its threads, uapi_accept too
 
 
 @pytest.fixture

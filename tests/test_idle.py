@@ -7,7 +7,6 @@ initiation is dated by the wall clock of its moment."""
 
 from __future__ import annotations
 
-import io
 import socket
 import threading
 import time
@@ -16,16 +15,13 @@ from typing import Iterator
 
 import pytest
 
-from fakes import FakeTun
 from helpers import ipv4
-from uapi.client import Client
+from test_device import Node
 from wgpy import crypto
 from wgpy.constants import MESSAGE_INITIATION, TAI64N_BASE
 from wgpy.device import clock, ipc
 from wgpy.device.device import Device
 from wgpy.device.inotify import FileWatch
-from wgpy.device.ipc import UapiServer, listen
-from wgpy.device.log import VERBOSE, Logger
 from wgpy.noise.actions import Action, Schedule
 from wgpy.noise.interface import Interface
 from wgpy.noise.timers import ZERO_KEY_MATERIAL
@@ -33,30 +29,13 @@ from wgpy.noise.timers import ZERO_KEY_MATERIAL
 STOP_TIMEOUT = 1.0  # what "at once" is allowed here (a loaded CI machine)
 
 
-class Idle:
-    """A started device, up, with its UAPI server as a device thread (`uapi_accept`)."""
-
-    def __init__(self, name: str, directory: Path) -> None:
-        self.tun = FakeTun(name)
-        self.log = io.StringIO()
-        self.device = Device(self.tun, Logger(name, VERBOSE, self.log))
-        self.server = UapiServer(self.device, listen(name, str(directory)))
-        self.path = directory / f"{name}.sock"
-        self.device.start()
-        self.device.spawn("uapi_accept", self.server.serve)
-        self.device.set_up(True)
-        self.client = Client.from_path(str(self.path))
-        self.private = crypto.generate_private_key()
+class Idle(Node):
+    """test_device's node, with one peer configured on demand."""
 
     def configure(self, peer_public: bytes, endpoint: tuple[str, int]) -> None:
         self.client.set([f"private_key={self.private.hex()}",
                          f"public_key={peer_public.hex()}",
                          f"endpoint={endpoint[0]}:{endpoint[1]}", "allowed_ip=10.0.0.2/32"])
-
-    def close(self) -> None:
-        self.device.stop("test over")
-        self.server.close()
-        self.device.close()
 
 
 @pytest.fixture

@@ -157,14 +157,13 @@ def _fd_from_env(variable: str) -> int | None:
 def _set_process_title(name: str) -> None:
     """`wgpy IFNAME` in ps and /proc/PID/cmdline, `wgpy` as the process's name (comm), as
     wireguard-go shows `wireguard-go IFNAME`: the background copy is `python -m wgpy`."""
-    title = f"wgpy {name}"
     try:
         import setproctitle
     except ImportError:  # installed without its dependencies: the name at least
-        threads.set_os_name("wgpy")
-        return
-    setproctitle.setproctitle(title)
-    setproctitle.setthreadtitle("wgpy")  # the main thread's comm is the process's name
+        pass
+    else:
+        setproctitle.setproctitle(f"wgpy {name}")
+    threads.set_os_name("wgpy")  # the main thread's comm is the process's name
 
 
 def _daemonize(args: list[str], tun: Tun, uapi: socket.socket, log: Logger,

@@ -135,6 +135,11 @@ ACCEPT_PAUSE = 0.2  # out of fds with no connection to close: accept again after
 RECV_SIZE = 1 << 16
 SEND_SIZE = 1 << 18  # a get reply goes out in writes of about this size
 PEERS_PER_HOLD = 64  # peers a get (or a metrics scrape) copies per hold of the device lock
+# While a UAPI thread works, the GIL changes hands at least this often: a data-path thread
+# that wakes for a packet waits at most about this long behind a big get or set (the
+# interpreter's default, 5 ms, added up to 10 ms to a ping through the tunnel per round
+# trip). Only while UAPI work runs (wgpy.device.sharing), so the data path keeps 5 ms.
+UAPI_SWITCH_INTERVAL = 0.0005
 
 # The metrics server (wgpy/device/metrics.py, WGPY_METRICS_ADDRESS).
 METRICS_DEFAULT_PORT = 9586  # wireguard_exporter's

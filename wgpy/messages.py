@@ -63,10 +63,14 @@ class Layout:
         if len(data) != self.size and not (self.kind == MESSAGE_TRANSPORT
                                            and len(data) >= self.size):
             raise ValueError(f"{self.name}: {len(data)} bytes, not {self.size}")
-        values = self.struct.unpack_from(data)
-        if values[0] != self.kind:
-            raise ValueError(f"{self.name}: type word {values[0]:#x}, not {self.kind}")
-        return self.message._make(values)
+        message = self.unpack(data)
+        if message.type != self.kind:
+            raise ValueError(f"{self.name}: type word {message.type:#x}, not {self.kind}")
+        return message
+
+    def unpack(self, data: bytes | bytearray | memoryview) -> Any:
+        """The fields, unchecked (the caller has checked type and size)."""
+        return self.message._make(self.struct.unpack_from(data))
 
     def build(self, fields: Mapping[str, Any] | tuple[Any, ...]) -> bytes:
         """The message from its fields: a parsed message, or a mapping (the type word may be
@@ -119,13 +123,10 @@ assert Response.size == RESPONSE_SIZE == 92
 assert CookieReply.size == COOKIE_REPLY_SIZE == 64
 assert TransportHeader.size == TRANSPORT_HEADER.size == TRANSPORT_HEADER_SIZE == 16
 
-_HANDSHAKE_SIZES = {
-    MESSAGE_INITIATION: INITIATION_SIZE,
-    MESSAGE_RESPONSE: RESPONSE_SIZE,
-    MESSAGE_COOKIE_REPLY: COOKIE_REPLY_SIZE,
-}
 _LAYOUTS = {layout.kind: layout for layout in (Initiation, Response, CookieReply,
                                                TransportHeader)}
+_HANDSHAKE_SIZES = {kind: layout.size for kind, layout in _LAYOUTS.items()
+                    if kind != MESSAGE_TRANSPORT}
 _TYPE_WORD = struct.Struct("<I")
 _INITIATION, _RESPONSE, _COOKIE_REPLY = Initiation.struct, Response.struct, CookieReply.struct
 
@@ -152,8 +153,7 @@ def parse(data: bytes | bytearray | memoryview) -> Any:
     kind = classify(data)
     if kind is None:
         raise ValueError("not a WireGuard message")
-    layout = _LAYOUTS[kind]
-    return layout.message._make(layout.struct.unpack_from(data))
+    return _LAYOUTS[kind].unpack(data)
 
 
 def mac1_offset(kind: int) -> int:

@@ -39,7 +39,7 @@ from wgpy.noise.peer import Peer
 if TYPE_CHECKING:
     from wgpy.device.device import Device
 
-__all__ = ["SetTransaction", "copy_peers", "interface_info", "peer_info"]
+__all__ = ["SetTransaction", "copy_peers", "interface_info", "peer_info", "snapshot"]
 
 T = TypeVar("T")
 
@@ -217,3 +217,12 @@ def copy_peers(device: Device, make: Callable[[Peer], T]) -> list[T]:
         with device.lock:
             copied += [make(peer) for peer in peers[i:i + PEERS_PER_HOLD]]
     return copied
+
+
+def snapshot(device: Device) -> DeviceInfo:
+    """What `get` reports, copied: the interface under the device lock, then the peers a
+    few at a time (`copy_peers`). The caller holds `config_lock`, so no half set is seen."""
+    with device.lock:
+        info = interface_info(device)
+    info.peers = copy_peers(device, lambda peer: peer_info(device, peer))
+    return info

@@ -231,9 +231,8 @@ class Device:
             with self.lock:  # the core writes key blocks under it: none is in flight after
                 self.iface.keylog = None
             self.keylog.close()
-        self._wake_tun.close()
-        self._wake_udp.close()
-        self._stopping.close()
+        for waker in (self._wake_tun, self._wake_udp, self._stopping):
+            waker.close()
 
     def core_now(self) -> float:
         """`clock.now()` for the core, with its wall clock offset brought up to date: call

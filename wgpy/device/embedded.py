@@ -30,6 +30,7 @@ import binascii
 import ipaddress
 import itertools
 from dataclasses import dataclass, field
+from hmac import compare_digest
 from types import TracebackType
 from typing import Iterable, Sequence, Union
 
@@ -39,8 +40,9 @@ from uapi.protocol import SetRequestError, parse_set_line
 from uapi.responses import DeviceInfo
 from uapi.values import format_endpoint
 from wgpy.constants import DEFAULT_MTU, KEY_SIZE
+from wgpy.crypto import ZERO_KEY
 from wgpy.device import clock
-from wgpy.device.config import SetTransaction, copy_peers, interface_info, peer_info
+from wgpy.device.config import SetTransaction, snapshot
 from wgpy.device.device import Device as Engine
 from wgpy.device.ipc import UapiServer, listen
 from wgpy.device.log import Logger
@@ -185,20 +187,19 @@ class Device:
     def public_key(self) -> bytes | None:
         with self._engine.lock:
             key = self._engine.iface.identity.public
-        return key if key != bytes(KEY_SIZE) else None
+        return None if compare_digest(key, ZERO_KEY) else key
 
     def state(self) -> DeviceInfo:
         """What UAPI `get` reports: keys, port, fwmark, and each peer's endpoint, counters,
         last handshake and allowed IPs (as `ipaddress` networks)."""
         engine = self._engine
         with engine.config_lock:  # never half a set; the data path waits a few peers at most
-            with engine.lock:
-                info = interface_info(engine)
-            info.peers = copy_peers(engine, lambda peer: peer_info(engine, peer))
+            info = snapshot(engine)
         for peer in info.peers:
             peer.allowed_ips = [prefix_network(p) if isinstance(p, int) else p
                                 for p in peer.allowed_ips]
-            if peer.preshared_key == bytes(KEY_SIZE):  # none, as uapi.Client reports it
+            if peer.preshared_key is not None and compare_digest(peer.preshared_key, ZERO_KEY):
+                # none, as uapi.Client reports it (a secret: compared in constant time)
                 peer.preshared_key = None
         return info
 

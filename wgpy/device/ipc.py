@@ -74,7 +74,7 @@ from wgpy.constants import (
     UAPI_SOCKET_MODE, WATCH_INTERVAL, WORKER_IDLE,
 )
 from wgpy.device import clock, threads
-from wgpy.device.config import SetTransaction, copy_peers, interface_info, peer_info
+from wgpy.device.config import SetTransaction, snapshot
 from wgpy.device.inotify import FileWatch
 from wgpy.device.sharing import FifoLock, ShortSwitchInterval
 
@@ -675,15 +675,14 @@ class UapiServer:
         device = self.device
         self._lock_config(None)
         try:
-            with device.lock:
-                head = format_interface(interface_info(device))
-            infos = copy_peers(device, lambda peer: peer_info(device, peer))
+            info = snapshot(device)
         finally:
             self._unlock_config()
+        head = format_interface(info)
         pieces: list[bytes] = []
         out, size = [head], len(head)
-        for info in infos:
-            for piece in iter_peer(info):
+        for peer in info.peers:
+            for piece in iter_peer(peer):
                 out.append(piece)
                 size += len(piece)
                 if size >= SEND_SIZE:

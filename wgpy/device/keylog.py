@@ -33,7 +33,7 @@ import os
 import stat
 
 from wgpy.device.log import Logger
-from wgpy.noise.keylog import HandshakeSecrets, keylog_lines
+from wgpy.noise.keylog import KEYLOG_NAMES, HandshakeSecrets, keylog_lines
 
 __all__ = ["KeyLog", "KeyLogError", "KEYLOG_MODE"]
 
@@ -42,9 +42,7 @@ _FLAGS = (os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
           | os.O_NONBLOCK)
 
 
-_LABELS = tuple(name.encode() + b" = " for name in (
-    "LOCAL_STATIC_PRIVATE_KEY", "REMOTE_STATIC_PUBLIC_KEY", "LOCAL_EPHEMERAL_PRIVATE_KEY",
-    "PRESHARED_KEY"))
+_LABELS = tuple(name.encode() + b" = " for name in KEYLOG_NAMES)
 
 
 def _starts_like_a_keylog(path: str, st: os.stat_result) -> bool:

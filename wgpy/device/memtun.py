@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import select
 import socket
+import time
 
 from wgpy.constants import DEFAULT_MTU, MEMORY_TUN_WRITE_TIMEOUT
 from wgpy.device.tun import Tun
@@ -56,17 +57,21 @@ class MemoryTun(Tun):
     def read(self, timeout: float | None = 5.0) -> bytes:
         """The next IP packet the device delivered: TimeoutError if none came within
         `timeout` seconds (None: wait as long as it takes), EOFError once it is closed."""
-        try:
-            ready, _, _ = select.select([self.app], [], [], timeout)
-            if not ready:
-                raise TimeoutError(f"no packet within {timeout} s")
-            packet = self.app.recv(_MAX_PACKET, socket.MSG_DONTWAIT)
-        except (OSError, ValueError) as exc:  # ValueError: select on a closed socket
-            if self.closed:
-                raise EOFError("the interface is closed") from None
-            if isinstance(exc, BlockingIOError):  # another reader took it first
-                return self.read(timeout)
-            raise
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            try:
+                ready, _, _ = select.select([self.app], [], [], left)
+                if not ready:
+                    raise TimeoutError(f"no packet within {timeout} s")
+                packet = self.app.recv(_MAX_PACKET, socket.MSG_DONTWAIT)
+                break
+            except BlockingIOError:  # another reader took it first: wait out the rest
+                continue
+            except (OSError, ValueError):  # ValueError: select on a closed socket
+                if self.closed:
+                    raise EOFError("the interface is closed") from None
+                raise
         if not packet and self.closed:
             raise EOFError("the interface is closed")
         return packet

@@ -70,9 +70,8 @@ def parse_address(text: str) -> tuple[str, int]:
     value = text.strip()
     host, sep, port_text = value.rpartition(":")
     if not sep or not host:
-        port = METRICS_DEFAULT_PORT
-        raise MetricsError(f"WGPY_METRICS_ADDRESS={text[:64]!r} is not HOST:PORT "
-                           f"(e.g. 127.0.0.1:{port} or [::1]:{port})")
+        raise MetricsError(f"WGPY_METRICS_ADDRESS={text[:64]!r} is not HOST:PORT (e.g. "
+                           f"127.0.0.1:{METRICS_DEFAULT_PORT} or [::1]:{METRICS_DEFAULT_PORT})")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     elif ":" in host:

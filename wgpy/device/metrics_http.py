@@ -17,6 +17,7 @@ import socket
 import threading
 from typing import TYPE_CHECKING, Any
 
+from uapi.values import format_endpoint
 from wgpy.constants import METRICS_CLIENT_DEADLINE, METRICS_MAX_CLIENTS
 from wgpy.device import threads
 from wgpy.device.metrics import CONTENT_TYPE, bind, collect, render
@@ -115,8 +116,7 @@ class MetricsServer:
     def serve(self) -> None:
         log = self.device.log.metrics
         host, port = self.address
-        log.verbose("Metrics at http://%s:%d/metrics", f"[{host}]" if ":" in host else host,
-                    port)
+        log.verbose("Metrics at http://%s/metrics", format_endpoint(host, port))
         listener = self.httpd.socket.fileno()
         try:
             while not self.device.stopped.is_set():

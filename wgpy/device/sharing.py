@@ -9,13 +9,10 @@ import sys
 import threading
 from collections import deque
 
-__all__ = ["FifoLock", "ShortSwitchInterval", "UAPI_SWITCH_INTERVAL"]
+from wgpy.constants import UAPI_SWITCH_INTERVAL
 
-# While a UAPI thread works, the GIL changes hands at least this often: a data-path thread
-# that wakes for a packet waits at most about this long behind a big get or set (the
-# interpreter's default, 5 ms, added up to 10 ms to a ping through the tunnel per round
-# trip). Only while UAPI work runs, so that the data path's own threads keep the default.
-UAPI_SWITCH_INTERVAL = 0.0005
+__all__ = ["FifoLock", "ShortSwitchInterval"]
+
 _switch_lock = threading.Lock()
 _switch_users = 0
 _switch_saved = 0.0

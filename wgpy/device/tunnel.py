@@ -131,6 +131,14 @@ class Tunnel:
             return want(packet) and not any(
                 claim(packet) for claim in self._claims if claim is not want)
 
+        def left() -> float | None:
+            if deadline is None:
+                return None
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"no packet within {timeout} s")
+            return remaining
+
         ready = self._ready
         with ready:
             while True:
@@ -141,16 +149,10 @@ class Tunnel:
                 if not self._reading:
                     self._reading = True
                     break
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    raise TimeoutError(f"no packet within {timeout} s")
-                ready.wait(left)
+                ready.wait(left())
         try:
             while True:
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    raise TimeoutError(f"no packet within {timeout} s")
-                packet = self.device.read_packet(left)
+                packet = self.device.read_packet(left())
                 with ready:
                     if mine(packet):
                         return packet

@@ -25,7 +25,11 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass, field
 
-__all__ = ["HandshakeSecrets", "keylog_lines"]
+__all__ = ["HandshakeSecrets", "KEYLOG_NAMES", "keylog_lines"]
+
+# The block's lines, in the order the dissector needs (see above).
+KEYLOG_NAMES = ("LOCAL_STATIC_PRIVATE_KEY", "REMOTE_STATIC_PUBLIC_KEY",
+                "LOCAL_EPHEMERAL_PRIVATE_KEY", "PRESHARED_KEY")
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,11 +45,7 @@ class HandshakeSecrets:
 
 def keylog_lines(secrets: HandshakeSecrets) -> bytes:
     """The block for Wireshark's key log, ephemeral before preshared key (see above)."""
-    lines = (
-        ("LOCAL_STATIC_PRIVATE_KEY", secrets.local_static_private),
-        ("REMOTE_STATIC_PUBLIC_KEY", secrets.remote_static_public),
-        ("LOCAL_EPHEMERAL_PRIVATE_KEY", secrets.local_ephemeral_private),
-        ("PRESHARED_KEY", secrets.preshared_key),
-    )
+    keys = (secrets.local_static_private, secrets.remote_static_public,
+            secrets.local_ephemeral_private, secrets.preshared_key)
     return b"".join(name.encode() + b" = " + base64.b64encode(key) + b"\n"
-                    for name, key in lines)
+                    for name, key in zip(KEYLOG_NAMES, keys))
