@@ -1,7 +1,7 @@
 """On-demand fuzzing of the four targets of tests/test_properties.py, without hypothesis'
 overhead: seeded random mutations in a loop, bounded in count and time.
 
-    .venv/bin/python bench/fuzz.py [--target messages|receive|coalesce|uapi|all]
+    .venv/bin/python bench/fuzz.py [--target messages|receive|coalesce|uapi|fastpath|all]
                                    [--count 1000000] [--seconds 900] [--seed 1]
 
 Targets (the invariants are those of the property tests):
@@ -13,7 +13,11 @@ Targets (the invariants are those of the property tests):
   checksums or headers) through `coalesce`: never raises, every byte accounted for, and every
   50th batch split again by `segment` gives back exactly the packets;
 - uapi: request streams of valid, invalid and junk lines through `ServerConnection`, whole and
-  in random pieces: never raises, the same events either way.
+  in random pieces: never raises, the same events either way;
+- fastpath: one random batch of each operation of the compiled batch path (seal, open, split,
+  csum_ok; tests/fastpath_cases.py) through it and through its pure-Python twin: equal
+  results, exceptions included. `--module PATH` loads the compiled module from a file, such
+  as the AddressSanitizer/UBSan build .ci/run makes and runs 10^5 batches on.
 
 Prints inputs, seconds and inputs/s per target; each failure with its seed, input index and
 the input itself (hex) as reproducer. Exit status 1 if anything failed. Not part of the suite.
@@ -22,11 +26,13 @@ the input itself (hex) as reproducer. Exit status 1 if anything failed. Not part
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import random
 import sys
 import time
 import traceback
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Callable, Iterator
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,6 +42,7 @@ from helpers import EP_A, EP_B, IP_A, IP_B, Pair, ipv4, sent  # noqa: E402
 from test_properties import (  # noqa: E402
     ACTIONS, feed, model_classify, mutate,
 )
+from fastpath_cases import one_batch  # noqa: E402
 from test_tunoffload import tcp_segment  # noqa: E402
 from wgpy import messages  # noqa: E402
 from wgpy.constants import COOKIE_REPLY_SIZE, INITIATION_SIZE, RESPONSE_SIZE  # noqa: E402
@@ -190,6 +197,34 @@ def uapi_check(item: tuple[bytes, list[int]]) -> None:
     assert feed(data, cuts) == feed(data, []), "events depend on how the bytes were cut"
 
 
+# --- fastpath: the compiled batch path against its pure-Python twin ----------------------------
+
+NATIVE: list[ModuleType] = []  # the compiled module under test (--module, else wgpy._fastpath)
+
+
+def load_native(path: str | None) -> ModuleType:
+    """The compiled module from `path` (an ASan/UBSan build, say), else the installed one."""
+    if path is None:
+        from wgpy import _fastpath  # type: ignore[attr-defined]  # noqa: PLC0415
+        return _fastpath
+    spec = importlib.util.spec_from_file_location("wgpy._fastpath", path)
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def fastpath_inputs(rng: random.Random) -> Iterator[int]:
+    while True:
+        yield rng.getrandbits(64)  # one batch of each operation, from its own seed
+
+
+def fastpath_check(seed: int) -> None:
+    diffs = one_batch(random.Random(seed), NATIVE[0])
+    assert not diffs, diffs
+
+
 # --- the loop -------------------------------------------------------------------------------------
 
 def targets() -> dict[str, Callable[[], tuple[Callable[[random.Random], Iterator[Any]],
@@ -203,7 +238,8 @@ def targets() -> dict[str, Callable[[], tuple[Callable[[random.Random], Iterator
         return c.inputs, c.check
 
     return {"messages": lambda: (messages_inputs, messages_check), "receive": receive,
-            "coalesce": coal, "uapi": lambda: (uapi_inputs, uapi_check)}
+            "coalesce": coal, "uapi": lambda: (uapi_inputs, uapi_check),
+            "fastpath": lambda: (fastpath_inputs, fastpath_check)}
 
 
 def run(name: str, count: int, seconds: float, seed: int) -> int:
@@ -236,8 +272,12 @@ def main() -> int:
     ap.add_argument("--count", type=int, default=1_000_000)
     ap.add_argument("--seconds", type=float, default=900.0, help="per target")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--module", help="fastpath: the compiled module's file (default: the "
+                    "installed wgpy._fastpath)")
     args = ap.parse_args()
     names = list(targets()) if args.target == "all" else [args.target]
+    if "fastpath" in names:
+        NATIVE.append(load_native(args.module))
     failed = sum(run(n, args.count, args.seconds, args.seed) for n in names)
     return 1 if failed else 0
 

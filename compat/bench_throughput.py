@@ -10,9 +10,14 @@ started with LOG_LEVEL=error and configured with stock `wg`; traffic goes from n
 `a` (the first daemon named: the sending side) to `b`:
 
     wgpy-wgpy   wgpy sends, wgpy receives
-    go-go       wireguard-go on both sides
-    wgpy-go     wgpy sends, wireguard-go receives
-    go-wgpy     wireguard-go sends, wgpy receives
+    up-up       today's wireguard-go on both sides (upstream f333402, the baseline)
+    wgpy-up     wgpy sends, upstream wireguard-go receives
+    up-wgpy     upstream wireguard-go sends, wgpy receives
+    go-go       Debian's wireguard-go 0.0.20220316 on both sides
+    pure-pure   wgpy on both sides with WGPY_PURE_PYTHON=1 (the pure-Python path)
+
+wgpy runs on its compiled batch path when it is built (wgpy-wgpy, wgpy-up, up-wgpy);
+pure-pure against go-go, in the same run, is the pure path's bar.
 
 Rounds are interleaved: every round runs every pair (and the handshake measurements), in
 an order rotated by one each round, so drift of the shared machine hits all alike. Per
@@ -59,15 +64,24 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CHART = ROOT / "bench" / "throughput.png"
 
+# The anchor: today's wireguard-go (TUN TSO/GRO, UDP GSO/GRO), built from the vendored
+# source by ../shared/wireguard-go/build.sh (compat/upstream.py finds or builds it);
+# Debian's 2022 build (no offloads) is `wireguard-go` on PATH.
+from compat.upstream import UPSTREAM  # noqa: E402
 # (label, sending daemon, receiving daemon)
 PAIRS = [
     ("wgpy-wgpy", "wgpy", "wgpy"),
+    ("up-up", UPSTREAM, UPSTREAM),
+    ("wgpy-up", "wgpy", UPSTREAM),
+    ("up-wgpy", UPSTREAM, "wgpy"),
     ("go-go", "wireguard-go", "wireguard-go"),
-    ("wgpy-go", "wgpy", "wireguard-go"),
-    ("go-wgpy", "wireguard-go", "wgpy"),
+    ("pure-pure", "wgpy", "wgpy"),
 ]
-BASELINE = "go-go"
-HANDSHAKE_COLUMN = {"wgpy": "wgpy-wgpy", "wireguard-go": "go-go"}  # responder -> column
+# Pairs whose wgpy daemons run with more in their environment.
+PAIR_ENV = {"pure-pure": {"WGPY_PURE_PYTHON": "1"}}
+BASELINE = "up-up"
+DEBIAN = "go-go"
+HANDSHAKE_COLUMN = {"wgpy": "wgpy-wgpy", UPSTREAM: "up-up"}  # responder -> column
 
 # (key, label, unit format, higher is better)
 FIGURES = [
@@ -155,11 +169,14 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
 
 
 def format_table(med: dict[str, dict[str, float | None]], rounds: int) -> str:
-    """The printed table: one line a figure, one column a pair, then ratios to go-go."""
+    """The printed table: one line a figure, one column a pair, then ratios to up-up (and
+    wgpy-wgpy to go-go)."""
     cols = [p[0] for p in PAIRS]
-    others = [c for c in cols if c != BASELINE]
+    # Ratios to the baseline, and wgpy-wgpy against Debian's build (the pure path's bar).
+    ratios = [(c, BASELINE) for c in cols if c != BASELINE] + [("wgpy-wgpy", DEBIAN),
+                                                                ("pure-pure", DEBIAN)]
     head = ["figure (median of %d rounds)" % rounds, *cols,
-            *[f"{c}/{BASELINE}" for c in others], "better"]
+            *[f"{a}/{b}" for a, b in ratios], "better"]
     lines = []
     for key, label, fmt, higher in FIGURES:
         vals = med.get(key, {})
@@ -169,8 +186,8 @@ def format_table(med: dict[str, dict[str, float | None]], rounds: int) -> str:
         for c in cols:
             v = vals.get(c)
             cells.append(fmt.format(v) if v is not None else "-")
-        for c in others:
-            r = ratio(vals.get(c), vals.get(BASELINE))
+        for a, b in ratios:
+            r = ratio(vals.get(a), vals.get(b))
             cells.append(f"{r:.2f}" if r is not None else "-")
         cells.append("higher" if higher else "lower")
         lines.append(cells)
@@ -179,7 +196,7 @@ def format_table(med: dict[str, dict[str, float | None]], rounds: int) -> str:
         str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
     rule = "  ".join("-" * w for w in widths)
     notes = ("pairs are sender-receiver; handshake rows: the wgpy-wgpy column is wgpy as "
-             "responder, go-go is wireguard-go")
+             "responder, up-up is upstream wireguard-go")
     return "\n".join([fmt_row(head), rule, *map(fmt_row, lines), notes])
 
 
@@ -248,8 +265,9 @@ def measure_pair(label: str, sender: str, receiver: str, seconds: int, udp_rate:
     with Lab() as lab:
         a, b = lab.namespace("ta"), lab.namespace("tb")
         lab.link(a, b, "192.168.79.1/24", "192.168.79.2/24")
-        da = lab.daemon(a, sender, env={"LOG_LEVEL": "error"})
-        db = lab.daemon(b, receiver, env={"LOG_LEVEL": "error"})
+        env = {"LOG_LEVEL": "error", **PAIR_ENV.get(label, {})}
+        da = lab.daemon(a, sender, env=env)
+        db = lab.daemon(b, receiver, env=env)
         lab.configure(da, "10.79.0.1/24", 51820)
         lab.configure(db, "10.79.0.2/24", 51820)
         lab.peer(da, db, "10.79.0.2/32", "192.168.79.2:51820")
@@ -369,8 +387,8 @@ def draw_chart(med: dict[str, dict[str, float | None]], path: Path, title: str) 
     ncols = 4
     nrows = (len(figures) + ncols - 1) // ncols
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 2.9 * nrows), squeeze=False)
-    colors = {"wgpy-wgpy": "#2b7bba", "go-go": "#8c8c8c", "wgpy-go": "#7fb3d5",
-              "go-wgpy": "#c7c7c7"}
+    colors = {"wgpy-wgpy": "#2b7bba", "up-up": "#555555", "wgpy-up": "#7fb3d5",
+              "up-wgpy": "#a0a0a0", "go-go": "#c7c7c7", "pure-pure": "#9ecae1"}
     for ax, (key, label, fmt, higher) in zip(axes.flat, figures):
         cols = [p[0] for p in PAIRS if med[key].get(p[0]) is not None]
         vals = [med[key][c] for c in cols]
@@ -445,13 +463,17 @@ def main() -> None:
     if os.geteuid() != 0:
         sys.exit("needs root (network namespaces)")
     from compat import bench_handshakes  # noqa: PLC0415
+    from compat.upstream import ensure_upstream  # noqa: PLC0415
+    from wgpy import fastpath  # noqa: PLC0415
+
+    upstream_path = ensure_upstream()  # on PATH as wireguard-go-upstream from here on
 
     wanted = args.pairs.split(",")
     pairs = [p for p in PAIRS if p[0] in wanted]
     items: list[tuple[str, ...]] = [("pair", *p) for p in pairs]
     if not args.no_handshakes and not args.first_ping_only:
         items += [("hs", impl, mode) for mode in bench_handshakes.MODES
-                  for impl in ("wgpy", "wireguard-go")]
+                  for impl in ("wgpy", UPSTREAM)]
     meta = {"host": platform.node(), "cpus": os.cpu_count(), "rounds": args.rounds,
             "seconds": args.seconds, "handshake_seconds": args.handshake_seconds,
             "udp_rate": args.udp_rate, "kernel": platform.release(),
@@ -459,7 +481,11 @@ def main() -> None:
             "git": _git("describe", "--always", "--dirty"),
             "dirty_wgpy_files": _git("status", "--porcelain", "--", "wgpy").splitlines(),
             "wireguard_go": subprocess.run(["wireguard-go", "--version"], capture_output=True,
-                                           text=True).stdout.splitlines()[0]}
+                                           text=True).stdout.splitlines()[0],
+            "wireguard_go_upstream": subprocess.run(
+                [upstream_path, "--version"], capture_output=True, text=True).stdout.split("\n")[0],
+            "wgpy_path": "pure Python" if os.environ.get("WGPY_PURE_PYTHON") == "1" else
+            "compiled batch path" if fastpath.NATIVE else "pure Python (not built)"}
     rows: list[dict[str, Any]] = []
     hs: list[dict[str, Any]] = []
     errors: list[dict[str, Any]] = []
@@ -491,6 +517,8 @@ def main() -> None:
     med = summarize(rows + handshake_rows(hs))
     print()
     print(run_title(meta))
+    print(f"wgpy: {meta['wgpy_path']}; up: {meta['wireguard_go_upstream']}; "
+          f"go: {meta['wireguard_go']}")
     print(f"code: {meta['git']}" + (f"; uncommitted in wgpy/: {len(meta['dirty_wgpy_files'])} "
                                    "files" if meta["dirty_wgpy_files"] else ""))
     print(format_table(med, args.rounds))

@@ -8,8 +8,9 @@ Rows and cells come from the registry below, never from what a run happened to s
 
 - `SCENARIOS`: each row names the tests that decide it (`Sel`: module, function, optionally a
   regular expression on the parameter id, optionally a fixed pair for tests whose id carries
-  none). A test's pair is read from its id: `wgpy-wgpy`, `wgpy-wireguard-go`, `wgpy-kernel`
-  (and test_interop.py's older `wgpy-wggo` / `wggo-wgpy`, both wgpy with wireguard-go).
+  none). A test's pair is read from its id: `wgpy-wgpy`, `wgpy-wireguard-go`,
+  `wgpy-upstream` (today's wireguard-go), `wgpy-kernel` (and test_interop.py's older
+  `wgpy-wggo` / `wggo-wgpy`, and `wgpy-wgup` / `wgup-wgpy` for today's wireguard-go).
 - `NOT_APPLICABLE`: (row, pair) → why that cell does not apply.
 
 A cell is `pass` when every test of it passed; `fail` when one failed or errored (an
@@ -41,10 +42,11 @@ README = HERE / "README.md"
 RESULTS = HERE / "matrix-results.json"
 BEGIN, END = "<!-- matrix:begin (written by compat/matrix.py) -->", "<!-- matrix:end -->"
 
-PAIRS = ("wgpy-wgpy", "wgpy-wireguard-go", "wgpy-kernel")
+PAIRS = ("wgpy-wgpy", "wgpy-wireguard-go", "wgpy-upstream", "wgpy-kernel")
 ALIASES = {"wgpy-wgpy": "wgpy-wgpy", "wgpy-wireguard-go": "wgpy-wireguard-go",
            "wgpy-kernel": "wgpy-kernel", "wgpy-wggo": "wgpy-wireguard-go",
-           "wggo-wgpy": "wgpy-wireguard-go"}
+           "wggo-wgpy": "wgpy-wireguard-go", "wgpy-upstream": "wgpy-upstream",
+           "wgpy-wgup": "wgpy-upstream", "wgup-wgpy": "wgpy-upstream"}
 _PAIR_RE = re.compile(r"(?:^|-)(" + "|".join(map(re.escape, sorted(ALIASES, key=len,
                                                                    reverse=True)))
                       + r")(?=-|$)")
@@ -167,6 +169,15 @@ NOT_APPLICABLE: dict[tuple[str, str], str] = {
     ("the kernel peer is kernel WireGuard", "wgpy-wireguard-go"):
         "a check of the kernel VM itself",
 }
+
+# Today's wireguard-go (compat/upstream.py) is a pair of test_scenarios, test_scenarios_net
+# and test_interop; the rows decided by other modules run against Debian's build only.
+UPSTREAM_MODULES = {S, N, IO}
+UPSTREAM_SCOPE = ("run against Debian's wireguard-go (the wgpy-wireguard-go cell); today's "
+                  "wireguard-go joins test_scenarios, test_scenarios_net and test_interop")
+for _row, _sels in SCENARIOS.items():
+    if not any(sel.module in UPSTREAM_MODULES and sel.pair is None for sel in _sels):
+        NOT_APPLICABLE.setdefault((_row, "wgpy-upstream"), UPSTREAM_SCOPE)
 
 
 # --- reading results ----------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Interoperability: wgpy against itself and against Debian's wireguard-go, over real TUN
 interfaces and veth links in network namespaces (compat/lab.py), configured by stock `wg`.
 
-1. The matrix: (wgpy, wgpy), (wgpy, wireguard-go), (wireguard-go, wgpy); outer transport
+1. The matrix: (wgpy, wgpy), (wgpy, wireguard-go), (wireguard-go, wgpy), and the same with
+   today's wireguard-go (`wgup`, compat/upstream.py: TSO and GSO bursts); outer transport
    IPv4 or IPv6; the handshake started from either side (only that side knows the other's
    endpoint, the other learns it from the initiation). Inner IPv4 and IPv6 are both routed
    through the tunnel and pinged from each side; `wg show IF dump` must then report a
@@ -10,7 +11,8 @@ interfaces and veth links in network namespaces (compat/lab.py), configured by s
    the old session and must either re-handshake by itself (its data goes unanswered, so
    after KEEPALIVE_TIMEOUT + REKEY_TIMEOUT = 15 s it initiates) or accept the restarted
    peer's initiation while holding it.
-3. iperf3 TCP for 5 s each way, wgpy <-> wgpy and wgpy <-> wireguard-go (prints Mbit/s).
+3. iperf3 TCP for 5 s each way, wgpy <-> wgpy, wgpy <-> wireguard-go and wgpy <-> today's
+   wireguard-go, whose sender hands the wire UDP GSO bursts (prints Mbit/s).
 4. Rekey after REKEY_AFTER_TIME (120 s) with a ping flowing across it (slow: ~2 min).
 """
 
@@ -39,11 +41,13 @@ ALLOWED = ("10.8.0.1/32,fd08::1/128", "10.8.0.2/32,fd08::2/128")  # a's, b's add
 INNER = {"ipv4": ("10.8.0.1", "10.8.0.2"), "ipv6": ("fd08::1", "fd08::2")}
 READY_TIMEOUT = 5.0
 
-PAIRS = [("wgpy", "wgpy"), ("wgpy", "wireguard-go"), ("wireguard-go", "wgpy")]
+UPSTREAM = "wireguard-go-upstream"  # today's wireguard-go (compat/upstream.py)
+PAIRS = [("wgpy", "wgpy"), ("wgpy", "wireguard-go"), ("wireguard-go", "wgpy"),
+         ("wgpy", UPSTREAM), (UPSTREAM, "wgpy")]
 
 
 def pair_id(pair: tuple[str, str]) -> str:
-    return f"{pair[0]}-{pair[1]}".replace("wireguard-go", "wggo")
+    return f"{pair[0]}-{pair[1]}".replace(UPSTREAM, "wgup").replace("wireguard-go", "wggo")
 
 
 # --- helpers --------------------------------------------------------------------------------------
@@ -238,7 +242,8 @@ def iperf_mbps(result: subprocess.CompletedProcess[str], logs: str) -> float:
     return float(data["end"]["sum_received"]["bits_per_second"]) / 1e6
 
 
-@pytest.mark.parametrize("other", ["wgpy", "wireguard-go"], ids=["wgpy", "wggo"])
+@pytest.mark.parametrize("other", ["wgpy", "wireguard-go", UPSTREAM],
+                         ids=["wgpy", "wggo", "wgup"])
 def test_iperf3_tcp_each_way(other: str) -> None:
     with Lab() as lab:
         p = build(lab, "wgpy", other, endpoints="a")

@@ -37,7 +37,9 @@ from wgpy import crypto
 
 pytestmark = pytest.mark.root
 
-PAIRS = {"wgpy-wgpy": ("wgpy", "wgpy"), "wgpy-wireguard-go": ("wgpy", "wireguard-go")}
+PAIRS = {"wgpy-wgpy": ("wgpy", "wgpy"), "wgpy-wireguard-go": ("wgpy", "wireguard-go"),
+         # today's wireguard-go (compat/upstream.py): TUN TSO/GRO and UDP GSO/GRO bursts
+         "wgpy-upstream": ("wgpy", "wireguard-go-upstream")}
 PORT1, PORT2 = 10001, 10002
 INNER = {4: ("192.168.241.1", "192.168.241.2"), 6: ("fd00::1", "fd00::2")}
 LOOPBACK = {4: "127.0.0.1", 6: "::1"}

@@ -256,11 +256,24 @@ def test_nat_persistent_keepalive(n: Net) -> None:
 
 # --- multihomed: the sticky source address ------------------------------------------------------
 
+def upstream_v6_sticky(n: Net, family: int, request: pytest.FixtureRequest) -> None:
+    """Known failure, strict: against today's wireguard-go (f333402) the IPv6 sticky-source
+    scenarios fail, on wgpy's compiled and pure-Python paths alike: wireguard-go logs
+    "Sending handshake response" to each initiation after the address change, and no
+    response reaches wgpy. Not yet understood; Debian's build and wgpy pass them."""
+    if n.pair == "wgpy-upstream" and family == 6:
+        request.applymarker(pytest.mark.xfail(strict=True, reason=(
+            "today's wireguard-go: IPv6 sticky source, its responses do not arrive "
+            "(under investigation)")))
+
+
 @pytest.mark.parametrize("family", [4, 6], ids=["v4", "v6"])
-def test_sticky_source_fails_over(n: Net, family: int) -> None:
+def test_sticky_source_fails_over(n: Net, family: int,
+                                  request: pytest.FixtureRequest) -> None:
     """netns.sh, "sticky but not too sticky": wg1 talks to wg2 from 10.0.0.1; 10.0.0.10 is
     added and 10.0.0.1 removed; the very next ping (one packet) arrives, from 10.0.0.10.
     The same over IPv6 (fd00:aa::1 → fd00:aa::10)."""
+    upstream_v6_sticky(n, family, request)
     n.d1.wg("set", n.d1.ifname, "peer", b64(n.d2.public_key), "endpoint",
             hostport(VETH[family][1], PORT2))
     assert_ping(n, n.ns1, INNER[4][1])
@@ -275,10 +288,12 @@ def test_sticky_source_fails_over(n: Net, family: int) -> None:
 
 
 @pytest.mark.parametrize("family", [4, 6], ids=["v4", "v6"])
-def test_sticky_source_replies_to_sender(n: Net, family: int) -> None:
+def test_sticky_source_replies_to_sender(n: Net, family: int,
+                                         request: pytest.FixtureRequest) -> None:
     """netns.sh's reply-to-sender: ns1 has two addresses; whichever one wg2 sends to, wg1's
     replies and then its own packets leave from it, so wg2's endpoint for wg1 stays there
     (the route's preferred source would be the first address)."""
+    upstream_v6_sticky(n, family, request)
     n.ns1.run("ip", "addr", "add", f"{EXTRA[family]}/{PREFIX[family]}", "dev", n.veth1,
               "nodad")
     for address in (VETH[family][0], EXTRA[family]):

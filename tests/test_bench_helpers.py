@@ -69,21 +69,27 @@ def test_summary_and_table() -> None:
         {"pair": "wgpy-wgpy", "tcp1_mbits": 600.0, "ping_idle_ms": 0.5},
         {"pair": "wgpy-wgpy", "tcp1_mbits": 800.0, "ping_idle_ms": 0.7},
         {"pair": "wgpy-wgpy", "tcp1_mbits": 700.0, "ping_idle_ms": 0.6},
-        {"pair": "go-go", "tcp1_mbits": 350.0, "ping_idle_ms": 0.3},
-        {"pair": "wgpy-go", "tcp1_mbits": 700.0},
+        {"pair": "up-up", "tcp1_mbits": 1400.0, "ping_idle_ms": 0.3},
+        {"pair": "wgpy-up", "tcp1_mbits": 700.0},
+        {"pair": "go-go", "tcp1_mbits": 350.0},
     ]
     rows += bt.handshake_rows([
         {"impl": "wgpy", "mode": "paced", "rate": 3000.0, "responder_cores": 1.0},
-        {"impl": "wireguard-go", "mode": "paced", "rate": 6000.0, "responder_cores": 1.3},
+        {"impl": bt.UPSTREAM, "mode": "paced", "rate": 6000.0, "responder_cores": 1.3},
     ])
     med = bt.summarize(rows)
-    assert med["tcp1_mbits"] == {"wgpy-wgpy": 700.0, "go-go": 350.0, "wgpy-go": 700.0}
-    assert med["hs_paced"] == {"wgpy-wgpy": 3000.0, "go-go": 6000.0}
+    assert med["tcp1_mbits"] == {"wgpy-wgpy": 700.0, "up-up": 1400.0, "wgpy-up": 700.0,
+                                 "go-go": 350.0}
+    assert med["hs_paced"] == {"wgpy-wgpy": 3000.0, "up-up": 6000.0}
     table = bt.format_table(med, 3)
     lines = table.splitlines()
-    assert "median of 3 rounds" in lines[0] and "wgpy-wgpy/go-go" in lines[0]
+    assert "median of 3 rounds" in lines[0] and "wgpy-wgpy/up-up" in lines[0]
+    assert lines[0].split()[-3:-1] == ["wgpy-wgpy/go-go", "pure-pure/go-go"]
     tcp = next(line for line in lines if line.startswith("TCP 1 stream"))
-    assert tcp.split()[-8:] == ["700", "350", "700", "-", "2.00", "2.00", "-", "higher"]
+    # columns: wgpy-wgpy up-up wgpy-up up-wgpy go-go pure-pure, then the ratios to up-up
+    # of wgpy-wgpy wgpy-up up-wgpy go-go pure-pure, then wgpy-wgpy/go-go, pure-pure/go-go
+    assert tcp.split()[-14:] == ["700", "1400", "700", "-", "350", "-", "0.50", "0.50", "-",
+                                "0.25", "-", "2.00", "-", "higher"]
     hs = next(line for line in lines if line.startswith("handshakes/s as responder, paced"))
     assert "3,000" in hs and "6,000" in hs and "0.50" in hs
     assert not any(line.startswith("TCP 4 streams") for line in lines)  # no data, no line

@@ -406,6 +406,9 @@ class Device:
             except OSError as exc:
                 self.stop(f"TUN read failed: {exc.strerror}")
                 return
+            if tun.malformed:  # TSO reads whose virtio-net header was unusable
+                self._drop(DropReason.INVALID_INNER_PACKET, tun.malformed)
+                tun.malformed = 0
             if packets:
                 self._encrypt_batch(packets)
 

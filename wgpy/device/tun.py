@@ -1,9 +1,14 @@
 """The TUN device: /dev/net/tun with IFF_TUN | IFF_NO_PI | IFF_VNET_HDR.
 
-Every read and write starts with a 10-byte virtio-net header. Reads carry a zero header
-(TUNSETOFFLOAD(0): the kernel hands us plain packets, no TSO); writes may be coalesced TCP
-super-packets (see `wgpy.tunoffload`), which the receiving stack takes in at once. A TUN
-adopted without IFF_VNET_HDR is used without headers.
+Every read and write starts with a 10-byte virtio-net header. Writes may be coalesced TCP
+super-packets (see `wgpy.tunoffload`), which the receiving stack takes in at once. Reads:
+with the compiled batch path (`wgpy.fastpath.NATIVE`) the TUN asks for TCP segmentation
+offload (TUNSETOFFLOAD with TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6, as wireguard-go's
+tun/offload_linux.go), so a sending TCP stack hands us up to 64 KB per read, one
+super-packet that `fastpath.split` cuts into MTU-sized segments with their checksums: one
+system call for dozens of packets. On the pure-Python path (splitting in Python costs more
+than the reads it saves) the offloads stay off, TUNSETOFFLOAD(0), and reads carry a zero
+header. A TUN adopted without IFF_VNET_HDR is used without headers.
 
 `Tun.create(name)` makes the interface and `Tun.adopt(fd)` takes one handed over by a parent
 process (WG_TUN_FD); both set the MTU to DEFAULT_MTU, as wireguard-go's `CreateTUN` and
@@ -27,6 +32,7 @@ import os
 import socket
 import struct
 
+from wgpy import fastpath
 from wgpy.constants import DEFAULT_MTU
 from wgpy.tunoffload import VNET_HDR_SIZE, coalesce
 
@@ -38,6 +44,10 @@ IFF_TUN = 0x0001
 IFF_NO_PI = 0x1000
 IFF_VNET_HDR = 0x4000
 TUNSETOFFLOAD = 0x400454D0
+TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6 = 0x01, 0x02, 0x04
+TSO_OFFLOADS = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6
+# A read holds at most one IPv6 super-packet: 40 + 65535 bytes, behind the header.
+TSO_READ_SIZE = VNET_HDR_SIZE + 40 + 65535
 IFNAMSIZ = 16
 _IFREQ = struct.Struct("16sH")  # TUNSETIFF/TUNGETIFF: name, ifr_flags
 SIOCGIFMTU = 0x8921
@@ -64,6 +74,8 @@ class Tun:
         self.name = name
         self.vnet_hdr = vnet_hdr
         self.closed = False
+        self.tso = False  # reads may be TSO super-packets (see `_offload`)
+        self.malformed = 0  # TUN reads dropped: their virtio-net header was unusable
 
     @classmethod
     def create(cls, name: str, mtu: int = DEFAULT_MTU) -> Tun:
@@ -78,7 +90,7 @@ class Tun:
         try:
             ifr = fcntl.ioctl(fd, TUNSETIFF, _IFREQ.pack(name.encode(),
                                                          IFF_TUN | IFF_NO_PI | IFF_VNET_HDR))
-            fcntl.ioctl(fd, TUNSETOFFLOAD, 0)
+            fcntl.ioctl(fd, TUNSETOFFLOAD, 0)  # `_offload` asks for TSO where we split
         except OSError as exc:
             os.close(fd)
             if exc.errno == errno.EBUSY:
@@ -92,6 +104,7 @@ class Tun:
         tun = cls(fd, _name_of(ifr), True)
         os.set_blocking(fd, False)
         tun._init_mtu(mtu)
+        tun._offload()
         return tun
 
     @classmethod
@@ -104,6 +117,7 @@ class Tun:
         tun = cls(fd, _name_of(ifr), bool(flags & IFF_VNET_HDR))
         os.set_blocking(fd, False)
         tun._init_mtu(mtu)
+        tun._offload()
         return tun
 
     def _init_mtu(self, mtu: int) -> None:
@@ -112,6 +126,21 @@ class Tun:
         except Exception as exc:
             self.close()
             raise TunError(f"cannot set the MTU of {self.name}: {exc}") from exc
+
+    def _offload(self) -> None:
+        """TSO reads where the batch path splits them; plain reads otherwise (also when the
+        kernel refuses the flags: then reads carry no super-packets either)."""
+        self.tso = False
+        self._buf = bytearray()
+        if not self.vnet_hdr:
+            return
+        try:
+            fcntl.ioctl(self.fd, TUNSETOFFLOAD, TSO_OFFLOADS if fastpath.NATIVE else 0)
+        except OSError:
+            fcntl.ioctl(self.fd, TUNSETOFFLOAD, 0)
+            return
+        self.tso = fastpath.NATIVE
+        self._buf = bytearray(TSO_READ_SIZE if self.tso else 0)
 
     def fileno(self) -> int:
         return self.fd
@@ -130,12 +159,34 @@ class Tun:
 
     def read_batch(self, limit: int, size: int = 65535) -> list[bytes]:
         """Up to `limit` packets already waiting; [] if none. Raises OSError if the TUN died."""
+        if self.tso:
+            return self._read_tso(limit)
         packets = []
         read, fd, skip = os.read, self.fd, VNET_HDR_SIZE if self.vnet_hdr else 0
         try:
             for _ in range(limit):
                 packet = read(fd, size)
                 packets.append(packet[skip:] if skip else packet)
+        except BlockingIOError:
+            pass
+        return packets
+
+    def _read_tso(self, limit: int) -> list[bytes]:
+        """Reads until about `limit` packets (a super-packet counts for its segments) or
+        EAGAIN, each into one buffer and split from there. A read whose virtio-net header
+        does not describe its packet is dropped and counted in `malformed`."""
+        packets: list[bytes] = []
+        readv, fd, buf, split = os.readv, self.fd, [self._buf], fastpath.split
+        view = memoryview(self._buf)
+        try:
+            while len(packets) < limit:
+                n = readv(fd, buf)
+                if not n:
+                    break
+                try:
+                    packets += split(view[:n])
+                except ValueError:
+                    self.malformed += 1
         except BlockingIOError:
             pass
         return packets

@@ -27,13 +27,17 @@ __all__ = ["Keypair", "Keypairs"]
 class Keypair:
     """One session's keys (kernel `struct noise_keypair`)."""
 
-    __slots__ = ("send", "recv", "send_counter", "replay", "created", "initiator",
+    __slots__ = ("send", "recv", "send_key", "recv_key", "send_counter", "replay", "created", "initiator",
                  "local_index", "remote_index", "sending_valid", "receiving_valid")
 
     def __init__(self, send_key: bytes, recv_key: bytes, initiator: bool, local_index: int,
                  remote_index: int, now: float) -> None:
         self.send = ChaCha20Poly1305(send_key)
         self.recv = ChaCha20Poly1305(recv_key)
+        # The raw keys too, for the batch path (wgpy.fastpath): the AEAD objects hold them
+        # anyway, so they live exactly as long.
+        self.send_key = send_key
+        self.recv_key = recv_key
         self.send_counter = 0
         self.replay = ReplayFilter()
         self.created = now

@@ -1,0 +1,176 @@
+"""The batch path: per-packet work done per batch, compiled where it can be (sans-IO).
+
+Four operations carry the data path's per-packet work (their contract is in
+wgpy/_fastpath.c, which implements them in C over OpenSSL's libcrypto with the GIL
+released):
+
+- `seal(key, receiver_index, counter, packets, mtu)`: IP packets -> transport data
+  messages with counters counter, counter + 1, ... (padding as kernel send.c);
+- `open(key, messages)`: transport data messages -> plaintexts, None where the tag fails;
+- `split(tun_read)`: one TUN read with its virtio-net header -> IP packets (a TSO
+  super-packet's segments, or one packet with its checksum completed); ValueError when
+  the header does not describe the packet;
+- `csum_ok(packet, ip_len)`: a TCP segment's IPv4 header and TCP checksums verify.
+
+Each has a pure-Python twin here, the reference the compiled one is fuzzed against
+(tests/test_fastpath.py). `NATIVE` says whether the compiled module is in use: it is
+unless it could not be built or imported, or `WGPY_PURE_PYTHON=1` is set. When it is not,
+the device keeps the pure-Python data path it always had: TUN reads without TSO (so
+`split` is never needed on it), one AEAD call per packet.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from typing import Sequence
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
+from wgpy.constants import MESSAGE_PADDING_MULTIPLE, MESSAGE_TRANSPORT, TRANSPORT_HEADER_SIZE
+
+__all__ = ["NATIVE", "seal", "open", "split", "csum_ok", "py_seal", "py_open", "py_split",
+           "py_csum_ok"]
+
+_HEADER = struct.Struct("<IIQ")
+_NONCE = struct.Struct("<4xQ")
+_VNET = struct.Struct("<BBHHHH")  # flags, gso_type, hdr_len, gso_size, csum_start, csum_offset
+_VNET_SIZE = _VNET.size
+_F_NEEDS_CSUM = 1
+_GSO_NONE, _GSO_TCPV4, _GSO_TCPV6, _GSO_ECN = 0, 1, 4, 0x80
+_FIN, _PSH, _CWR = 0x01, 0x08, 0x80
+_TAG_SIZE = 16
+MAX_SEGMENTS = 1024
+
+
+def _padded(n: int, mtu: int) -> int:
+    """kernel send.c calculate_skb_padding (wgpy.noise.peer.padding_for)."""
+    pad = -n % MESSAGE_PADDING_MULTIPLE
+    if n + pad > mtu:
+        last = n % mtu if mtu > 0 and n > mtu else n
+        padded = -(-last // MESSAGE_PADDING_MULTIPLE) * MESSAGE_PADDING_MULTIPLE
+        if mtu > 0:
+            padded = min(padded, mtu)
+        pad = max(padded - last, 0)
+    return n + pad
+
+
+def py_seal(key: bytes, receiver_index: int, counter: int, packets: Sequence[bytes],
+            mtu: int) -> list[bytes]:
+    aead = ChaCha20Poly1305(key)
+    out = []
+    for i, p in enumerate(packets):
+        c = counter + i
+        plain = p + bytes(_padded(len(p), mtu) - len(p))
+        out.append(_HEADER.pack(MESSAGE_TRANSPORT, receiver_index, c)
+                   + aead.encrypt(_NONCE.pack(c), plain, None))
+    return out
+
+
+def py_open(key: bytes, messages: Sequence[bytes]) -> list[bytes | None]:
+    aead = ChaCha20Poly1305(key)
+    out: list[bytes | None] = []
+    for m in messages:
+        if len(m) < TRANSPORT_HEADER_SIZE + _TAG_SIZE:
+            out.append(None)
+            continue
+        try:
+            out.append(aead.decrypt(_NONCE.pack(_HEADER.unpack_from(m)[2]),
+                                    m[TRANSPORT_HEADER_SIZE:], None))
+        except InvalidTag:
+            out.append(None)
+    return out
+
+
+def _sum16(data: bytes | bytearray, acc: int = 0) -> int:
+    if len(data) % 2:
+        data = bytes(data) + b"\0"
+    return acc + sum(struct.unpack("!%dH" % (len(data) // 2), data))
+
+
+def _fold(acc: int) -> int:
+    while acc >> 16:
+        acc = (acc & 0xFFFF) + (acc >> 16)
+    return acc
+
+
+def py_split(read: bytes) -> list[bytes]:
+    if len(read) < _VNET_SIZE:
+        raise ValueError("shorter than a virtio-net header")
+    flags, gso, _hdr_len, gso_size, cstart, coff = _VNET.unpack_from(read)
+    gso &= ~_GSO_ECN
+    data = bytes(read[_VNET_SIZE:])
+    n = len(data)
+    if gso == _GSO_NONE:
+        if not flags & _F_NEEDS_CSUM:
+            return [data]
+        if cstart + coff + 2 > n:
+            raise ValueError("checksum offset beyond the packet")
+        p = bytearray(data)
+        struct.pack_into("!H", p, cstart + coff, ~_fold(_sum16(p[cstart:])) & 0xFFFF)
+        return [bytes(p)]
+    if gso not in (_GSO_TCPV4, _GSO_TCPV6):
+        raise ValueError("unsupported GSO type")
+    v4 = gso == _GSO_TCPV4
+    if n < 1 or data[0] >> 4 != (4 if v4 else 6):
+        raise ValueError("IP version does not match GSO type")
+    if (cstart < 20 or cstart != (data[0] & 0x0F) * 4) if v4 else cstart < 40:
+        raise ValueError("bad IP header length")
+    if coff != 16 or cstart + 20 > n:
+        raise ValueError("bad TCP checksum offset")
+    hdr = cstart + (data[cstart + 12] >> 4) * 4
+    if hdr < cstart + 20 or hdr > n:
+        raise ValueError("bad TCP header length")
+    payload = n - hdr
+    if gso_size == 0 or payload == 0:
+        raise ValueError("empty GSO packet")
+    count = -(-payload // gso_size)
+    if count > MAX_SEGMENTS:
+        raise ValueError("too many segments")
+    ident = struct.unpack_from("!H", data, 4)[0] if v4 else 0
+    seq = struct.unpack_from("!L", data, cstart + 4)[0]
+    out = []
+    for i in range(count):
+        s = bytearray(data[:hdr] + data[hdr + i * gso_size:hdr + (i + 1) * gso_size])
+        tcp_len = len(s) - cstart
+        if v4:
+            struct.pack_into("!HH", s, 2, len(s), (ident + i) & 0xFFFF)
+            struct.pack_into("!H", s, 10, 0)
+            struct.pack_into("!H", s, 10, ~_fold(_sum16(s[:cstart])) & 0xFFFF)
+            pseudo = _sum16(s[12:20], 6 + tcp_len)
+        else:
+            struct.pack_into("!H", s, 4, len(s) - 40)
+            pseudo = _sum16(s[8:40], 6 + tcp_len)
+        struct.pack_into("!L", s, cstart + 4, (seq + i * gso_size) & 0xFFFFFFFF)
+        if i + 1 < count:
+            s[cstart + 13] &= ~(_FIN | _PSH)
+        if i > 0:
+            s[cstart + 13] &= ~_CWR
+        struct.pack_into("!H", s, cstart + 16, 0)
+        struct.pack_into("!H", s, cstart + 16, ~_fold(_sum16(s[cstart:], pseudo)) & 0xFFFF)
+        out.append(bytes(s))
+    return out
+
+
+def py_csum_ok(packet: bytes, ip_len: int) -> bool:
+    n = len(packet)
+    if ip_len not in (20, 40) or n < ip_len + 20:
+        return False
+    if ip_len == 20:
+        return (_fold(_sum16(packet[:20])) == 0xFFFF
+                and _fold(_sum16(packet[20:], _sum16(packet[12:20], 6 + n - 20))) == 0xFFFF)
+    return _fold(_sum16(packet[40:], _sum16(packet[8:40], 6 + n - 40))) == 0xFFFF
+
+
+seal, open, split, csum_ok = py_seal, py_open, py_split, py_csum_ok  # noqa: A001
+NATIVE = False
+if os.environ.get("WGPY_PURE_PYTHON", "") not in ("1", "true", "yes"):
+    try:
+        from wgpy import _fastpath  # type: ignore[attr-defined]
+    except ImportError:
+        pass
+    else:
+        seal, open, split, csum_ok = (  # noqa: A001
+            _fastpath.seal, _fastpath.open, _fastpath.split, _fastpath.csum_ok)
+        NATIVE = True
