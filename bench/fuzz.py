@@ -15,7 +15,7 @@ Targets (the invariants are those of the property tests):
 - uapi: request streams of valid, invalid and junk lines through `ServerConnection`, whole and
   in random pieces: never raises, the same events either way;
 - fastpath: one random batch of each operation of the compiled batch path (seal, open, split,
-  csum_ok; tests/fastpath_cases.py) through it and through its pure-Python twin: equal
+  coalesce; tests/fastpath_cases.py) through it and through its pure-Python twin: equal
   results, exceptions included. `--module PATH` loads the compiled module from a file, such
   as the AddressSanitizer/UBSan build .ci/run makes and runs 10^5 batches on.
 

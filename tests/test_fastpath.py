@@ -12,7 +12,7 @@ import sys
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
-from fastpath_cases import one_batch, tcp_packet
+from fastpath_cases import one_batch, py_csum_ok, tcp_packet
 from wgpy import fastpath
 from wgpy.noise.peer import padding_for
 
@@ -32,6 +32,37 @@ def test_the_compiled_module_is_built_where_ci_says_it_must_be() -> None:
         assert native is not None, "WGPY_REQUIRE_NATIVE=1 but wgpy._fastpath did not import"
     assert fastpath.NATIVE == (native is not None
                                and os.environ.get("WGPY_PURE_PYTHON") != "1")
+
+
+@needs_native
+def test_the_compiled_window_has_the_constants_of_the_specification() -> None:
+    from wgpy import constants  # noqa: PLC0415
+    assert native.COUNTER_BITS_TOTAL == constants.COUNTER_BITS_TOTAL
+    assert native.COUNTER_WINDOW_SIZE == constants.COUNTER_WINDOW_SIZE
+
+
+@needs_native
+def test_the_compiled_replay_window_follows_the_python_one() -> None:
+    """Counters in order, out of order, replayed, far ahead and at the limit, through
+    wgpy.replay.ReplayFilter and the compiled Replay: the same verdicts."""
+    from wgpy.constants import REJECT_AFTER_MESSAGES  # noqa: PLC0415
+    from wgpy.replay import ReplayFilter  # noqa: PLC0415
+    rng = random.Random(6479)
+    for _ in range(200):
+        py, c = ReplayFilter(), native.Replay()
+        at = 0
+        for _ in range(300):
+            r = rng.random()
+            at = (at + rng.randint(1, 3) if r < 0.6 else at - rng.randint(0, 9000) if r < 0.8
+                  else at + rng.randint(0, 20000) if r < 0.95 else rng.getrandbits(64))
+            at = min(max(at, 0), (1 << 64) - 1)  # a header's counter is 64 bits
+            limit = REJECT_AFTER_MESSAGES if rng.random() < 0.95 else min(
+                max(at + rng.randint(-2, 2), 0), (1 << 64) - 1)
+            assert py.validate(at, limit) == c.validate(at, limit), at
+            assert py.exhausted(limit) == c.exhausted(limit)
+        c.reset()
+        py.reset()
+        assert py.validate(5, REJECT_AFTER_MESSAGES) == c.validate(5, REJECT_AFTER_MESSAGES)
 
 
 def test_pure_python_is_chosen_when_asked() -> None:
@@ -95,7 +126,7 @@ def test_split_gives_segments_the_kernel_would(impl: str) -> None:
         assert b"".join(s[ip_len + 32:] for s in segs) == big[ip_len + 32:]
         seq0 = struct.unpack_from("!L", big, ip_len + 4)[0]
         for i, s in enumerate(segs):
-            assert fastpath.py_csum_ok(s, ip_len)
+            assert py_csum_ok(s, ip_len)
             assert struct.unpack_from("!L", s, ip_len + 4)[0] == (seq0 + 1388 * i) & 0xFFFFFFFF
             assert s[ip_len + 13] == (0x19 if i == 3 else 0x10)
             if not v6:

@@ -32,7 +32,7 @@ from wgpy.device.bind import SendError
 from wgpy.noise.actions import DropReason, SendBatch, SendDatagram
 from wgpy.noise.handshake import StaticIdentity
 from wgpy.noise.keypair import Keypair
-from wgpy.tunoffload import NO_OFFLOAD, coalesce
+from wgpy.tunoffload import NO_OFFLOAD, py_coalesce as coalesce  # the shapes of the writes
 
 
 @pytest.fixture

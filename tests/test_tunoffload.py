@@ -7,7 +7,7 @@ import ipaddress
 import random
 import struct
 
-from wgpy.tunoffload import NO_OFFLOAD, VNET_HDR, coalesce, segment
+from wgpy.tunoffload import NO_OFFLOAD, VNET_HDR, coalesce, py_coalesce, segment
 
 
 def checksum(data: bytes) -> int:
@@ -59,7 +59,7 @@ def roundtrip(packets: list[bytes]) -> list[bytes]:
 
 def test_a_run_of_segments_becomes_one_write() -> None:
     packets = stream(20, last=300)
-    writes = coalesce(packets)
+    writes = py_coalesce(packets)
     assert len(writes) == 1
     flags, gso, hdr_len, mss, start, off = VNET_HDR.unpack(bytes(writes[0][0]))
     assert (flags, gso, hdr_len, mss, start, off) == (1, 1, 40, 1000, 20, 16)
@@ -68,7 +68,7 @@ def test_a_run_of_segments_becomes_one_write() -> None:
 
 def test_ipv6_and_options() -> None:
     packets = stream(10, v6=True, options=b"\x01\x01\x08\x0a" + bytes(8))
-    writes = coalesce(packets)
+    writes = py_coalesce(packets)
     assert len(writes) == 1 and VNET_HDR.unpack(bytes(writes[0][0]))[1] == 4
     assert roundtrip(packets) == packets
 
@@ -80,7 +80,7 @@ def test_what_must_not_merge() -> None:
     syn = tcp_segment(1, b"x", flags=0x02)
     udp = bytes([0x45, 0, 0, 28]) + bytes(4) + bytes([64, 17, 0, 0]) + bytes(8) + bytes(8)
     packets = a + [gap, other_flow, syn, udp]
-    writes = coalesce(packets)
+    writes = py_coalesce(packets)
     assert len(writes) == 5  # the run of three, then four packets alone
     assert all(bytes(w[0]) == NO_OFFLOAD for w in writes[1:])
     assert roundtrip(packets) == packets
@@ -88,14 +88,14 @@ def test_what_must_not_merge() -> None:
 
 def test_push_and_short_segments_end_a_super_packet() -> None:
     packets = stream(4, flags=0x18)  # every segment pushed: nothing merges after it
-    assert len(coalesce(packets)) == 4
+    assert len(py_coalesce(packets)) == 4
     packets = stream(3, last=10) + [tcp_segment(1000 + 2010, bytes(1000), ip_id=200)]
-    writes = coalesce(packets)
+    writes = py_coalesce(packets)
     assert len(writes) == 2 and roundtrip(packets) == packets
 
 
 def test_at_most_64k() -> None:
     packets = stream(100, mss=1400)
-    writes = coalesce(packets)
+    writes = py_coalesce(packets)
     assert all(sum(len(b) for b in w) - 10 <= 65535 for w in writes)
     assert len(writes) == 3 and roundtrip(packets) == packets

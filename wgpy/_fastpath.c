@@ -18,9 +18,11 @@ interpreter and, with the GIL released, runs beside the other threads:
   on the first only; full TCP checksum). A packet with NEEDS_CSUM gets its checksum
   completed at csum_start + csum_offset (the field holds the pseudo-header sum).
   wireguard-go does the same in tun/offload_linux.go (gsoSplit, gsoNoneChecksum).
-- csum_ok(): the IPv4 header checksum and the TCP checksum (pseudo header included) of a
-  plain TCP segment verify: the test a segment passes before it joins a coalesced TUN
-  write (wgpy.tunoffload), since the kernel trusts NEEDS_CSUM super-packets.
+- coalesce(): decrypted IP packets -> TUN writes, consecutive TCP segments of one flow
+  merged into one GSO super-packet behind a virtio-net header, exactly as
+  wgpy.tunoffload.py_coalesce merges them (its docstring has the rules: the kernel's
+  tcp_gro_receive, wireguard-go's tcpPacketsCanCoalesce); each segment's IPv4 header and
+  TCP checksums verify before it joins, since the kernel trusts NEEDS_CSUM super-packets.
 
 The AEAD is OpenSSL's libcrypto (EVP ChaCha20-Poly1305), the library `cryptography` wraps:
 no crypto is written here. Inputs are bytes objects (immutable, kept alive by a tuple
@@ -348,21 +350,367 @@ done:
     return out;
 }
 
-static PyObject *fp_csum_ok(PyObject *self, PyObject *args) {
-    Py_buffer buf;
-    Py_ssize_t ip_len;
-    if (!PyArg_ParseTuple(args, "y*n:csum_ok", &buf, &ip_len)) return NULL;
-    const uint8_t *p = buf.buf;
-    size_t n = (size_t)buf.len;
-    int ok;
-    if ((ip_len != 20 && ip_len != 40) || n < (size_t)ip_len + 20) ok = 0;
-    else if (ip_len == 20)
-        ok = fold(sum16(p, 20, 0)) == 0xFFFF
-             && fold(sum16(p + 20, n - 20, sum16(p + 12, 8, 6 + n - 20))) == 0xFFFF;
-    else
-        ok = fold(sum16(p + 40, n - 40, sum16(p + 8, 32, 6 + n - 40))) == 0xFFFF;
-    PyBuffer_Release(&buf);
-    return PyBool_FromLong(ok);
+/* --- coalesce: TCP segments into virtio-net GSO writes (wgpy.tunoffload.coalesce) --- */
+
+#define MAX_SUPER 65535
+#define MAX_GROUP 64
+#define TCP_ACK 0x10
+
+/* (ip header length, tcp header length, payload) of a segment GRO could merge, else 0. */
+static int tcp_info(const uint8_t *p, size_t n, size_t *ip, size_t *tcp, size_t *payload) {
+    if (n < 40) return 0;
+    if (p[0] == 0x45) {
+        if (p[9] != 6 || (p[6] & 0x3F) || p[7] || get_be16(p + 2) != n) return 0;
+        *ip = 20;
+    } else if ((p[0] >> 4) == 6) {
+        if (n < 60 || p[6] != 6 || (size_t)get_be16(p + 4) + 40 != n) return 0;
+        *ip = 40;
+    } else return 0;
+    *tcp = (size_t)(p[*ip + 12] >> 4) * 4;
+    if (*tcp < 20 || (p[*ip + 13] & ~TCP_PSH) != TCP_ACK || *ip + *tcp >= n) return 0;
+    *payload = n - *ip - *tcp;
+    return 1;
+}
+
+/* The fields GRO requires equal (wgpy.tunoffload._flow_key): IPv4 TOS, flags byte, TTL,
+   addresses; IPv6 version/class/flow label, hop limit, addresses; TCP ports, ACK number,
+   data offset, window, urgent pointer and options. */
+static int same_flow(const uint8_t *a, const uint8_t *b, size_t ip, size_t tcp) {
+    if (ip == 20) {
+        if (a[1] != b[1] || a[6] != b[6] || a[8] != b[8] || memcmp(a + 12, b + 12, 8)) return 0;
+    } else if (memcmp(a, b, 4) || a[7] != b[7] || memcmp(a + 8, b + 8, 32)) return 0;
+    const uint8_t *x = a + ip, *y = b + ip;
+    return !memcmp(x, y, 4) && !memcmp(x + 8, y + 8, 5) && !memcmp(x + 14, y + 14, 2)
+           && !memcmp(x + 18, y + 18, 2) && !memcmp(x + 20, y + 20, tcp - 20);
+}
+
+static int segment_csum_ok(const uint8_t *p, size_t n, size_t ip) {
+    if (ip == 20)
+        return fold(sum16(p, 20, 0)) == 0xFFFF
+               && fold(sum16(p + 20, n - 20, sum16(p + 12, 8, 6 + n - 20))) == 0xFFFF;
+    return fold(sum16(p + 40, n - 40, sum16(p + 8, 32, 6 + n - 40))) == 0xFFFF;
+}
+
+typedef struct {
+    PyObject *out;
+    PyObject *const *items;
+    Py_ssize_t first, count;  /* the open group: items[first .. first + count) */
+    size_t ip, tcp, mss, total;
+    int psh;
+} coalescer;
+
+static int emit_alone(coalescer *c, Py_ssize_t i) {
+    PyObject *p = c->items[i];
+    Py_ssize_t n = PyBytes_GET_SIZE(p);
+    PyObject *w = PyBytes_FromStringAndSize(NULL, VNET_HDR_SIZE + n);
+    if (w == NULL) return -1;
+    memset(PyBytes_AS_STRING(w), 0, VNET_HDR_SIZE);
+    memcpy(PyBytes_AS_STRING(w) + VNET_HDR_SIZE, PyBytes_AS_STRING(p), n);
+    int r = PyList_Append(c->out, w);
+    Py_DECREF(w);
+    return r;
+}
+
+static int flush(coalescer *c) {
+    Py_ssize_t count = c->count;
+    c->count = 0;
+    if (count == 0) return 0;
+    if (count == 1) return emit_alone(c, c->first);
+    const uint8_t *first = (const uint8_t *)PyBytes_AS_STRING(c->items[c->first]);
+    size_t hdr = c->ip + c->tcp, tcp_total = c->total - c->ip;
+    PyObject *w = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(VNET_HDR_SIZE + c->total));
+    if (w == NULL) return -1;
+    uint8_t *o = (uint8_t *)PyBytes_AS_STRING(w), *s = o + VNET_HDR_SIZE;
+    memcpy(s, first, hdr);
+    uint64_t pseudo;
+    if (c->ip == 20) {
+        put_be16(s + 2, (uint16_t)c->total);
+        put_be16(s + 10, 0);
+        put_be16(s + 10, (uint16_t)~fold(sum16(s, 20, 0)));
+        pseudo = sum16(s + 12, 8, 6 + tcp_total);
+    } else {
+        put_be16(s + 4, (uint16_t)tcp_total);
+        pseudo = sum16(s + 8, 32, 6 + tcp_total);
+    }
+    if (c->psh) s[c->ip + 13] |= TCP_PSH;
+    put_be16(s + c->ip + 16, fold(pseudo));  /* the kernel completes it (NEEDS_CSUM) */
+    o[0] = VNET_F_NEEDS_CSUM;
+    o[1] = c->ip == 20 ? GSO_TCPV4 : GSO_TCPV6;
+    o[2] = (uint8_t)hdr; o[3] = (uint8_t)(hdr >> 8);
+    o[4] = (uint8_t)c->mss; o[5] = (uint8_t)(c->mss >> 8);
+    o[6] = (uint8_t)c->ip; o[7] = 0;
+    o[8] = 16; o[9] = 0;
+    size_t at = VNET_HDR_SIZE + hdr;
+    for (Py_ssize_t i = c->first; i < c->first + count; i++) {
+        PyObject *p = c->items[i];
+        size_t len = (size_t)PyBytes_GET_SIZE(p) - hdr;
+        memcpy(o + at, PyBytes_AS_STRING(p) + hdr, len);
+        at += len;
+    }
+    int r = PyList_Append(c->out, w);
+    Py_DECREF(w);
+    return r;
+}
+
+static PyObject *fp_coalesce(PyObject *self, PyObject *arg) {
+    PyObject *packets = bytes_tuple(arg, "packets");
+    if (packets == NULL) return NULL;
+    coalescer c = {PyList_New(0), &PyTuple_GET_ITEM(packets, 0), 0, 0, 0, 0, 0, 0, 0};
+    uint32_t next_seq = 0;
+    if (c.out == NULL) goto fail;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(packets); i++) {
+        const uint8_t *p = (const uint8_t *)PyBytes_AS_STRING(c.items[i]);
+        size_t n = (size_t)PyBytes_GET_SIZE(c.items[i]), ip, tcp, payload;
+        if (!tcp_info(p, n, &ip, &tcp, &payload)) {
+            if (flush(&c) < 0 || emit_alone(&c, i) < 0) goto fail;
+            continue;
+        }
+        uint32_t seq = get_be32(p + ip + 4);
+        if (c.count) {
+            const uint8_t *first = (const uint8_t *)PyBytes_AS_STRING(c.items[c.first]);
+            if (seq == next_seq && payload <= c.mss && ip == c.ip && tcp == c.tcp
+                    && c.total + payload <= MAX_SUPER && c.count < MAX_GROUP
+                    && same_flow(p, first, ip, tcp)) {
+                if (c.count == 1 && !segment_csum_ok(
+                        first, (size_t)PyBytes_GET_SIZE(c.items[c.first]), c.ip)) {
+                    if (flush(&c) < 0) goto fail;  /* alone, for the kernel to drop */
+                }
+                if (c.count) {
+                    if (!segment_csum_ok(p, n, ip)) {
+                        if (flush(&c) < 0 || emit_alone(&c, i) < 0) goto fail;
+                        continue;
+                    }
+                    c.count++;
+                    c.total += payload;
+                    next_seq = seq + (uint32_t)payload;
+                    c.psh = (p[ip + 13] & TCP_PSH) != 0;
+                    if ((payload < c.mss || c.psh) && flush(&c) < 0) goto fail;
+                    continue;
+                }
+            } else if (flush(&c) < 0) goto fail;
+        }
+        c.first = i; c.count = 1;
+        c.ip = ip; c.tcp = tcp; c.mss = payload; c.total = ip + tcp + payload;
+        next_seq = seq + (uint32_t)payload;
+        c.psh = (p[ip + 13] & TCP_PSH) != 0;
+        if (c.psh && flush(&c) < 0) goto fail;
+    }
+    if (flush(&c) < 0) goto fail;
+    Py_DECREF(packets);
+    return c.out;
+fail:
+    Py_XDECREF(c.out);
+    Py_DECREF(packets);
+    return NULL;
+}
+
+/* --- Replay: the RFC 6479 window (wgpy.replay.ReplayFilter), for receive() --- */
+
+/* wgpy.constants COUNTER_BITS_TOTAL, COUNTER_REDUNDANT_BITS, COUNTER_WINDOW_SIZE; the
+   module exports them and tests/test_fastpath.py checks they are equal. */
+#define COUNTER_BITS_TOTAL 8192
+#define COUNTER_REDUNDANT_BITS 64
+#define COUNTER_WINDOW_SIZE (COUNTER_BITS_TOTAL - COUNTER_REDUNDANT_BITS)
+#define RING_WORDS (COUNTER_BITS_TOTAL / 64)
+
+typedef struct {
+    PyObject_HEAD
+    uint64_t greatest;  /* greatest accepted counter + 1; 0 when none yet */
+    uint64_t ring[RING_WORDS];
+} ReplayObject;
+
+static int replay_validate(ReplayObject *r, uint64_t counter, uint64_t limit) {
+    if (counter >= limit || r->greatest > limit) return 0;
+    uint64_t their = counter + 1, greatest = r->greatest, index = their >> 6;
+    if (their + COUNTER_WINDOW_SIZE < greatest) return 0;  /* fell out of the window */
+    if (their > greatest) {
+        uint64_t current = greatest >> 6, skipped = index - current;
+        if (skipped >= RING_WORDS) memset(r->ring, 0, sizeof r->ring);
+        else for (uint64_t i = current + 1; i <= index; i++) r->ring[i % RING_WORDS] = 0;
+        r->greatest = their;
+    }
+    uint64_t bit = 1ULL << (their & 63), *word = &r->ring[index % RING_WORDS];
+    if (*word & bit) return 0;  /* duplicate */
+    *word |= bit;
+    return 1;
+}
+
+static PyObject *replay_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
+    if (PyTuple_GET_SIZE(args) || (kw != NULL && PyDict_GET_SIZE(kw))) {
+        PyErr_SetString(PyExc_TypeError, "Replay() takes no arguments");
+        return NULL;
+    }
+    return type->tp_alloc(type, 0);  /* zeroed: nothing seen */
+}
+
+/* A counter or limit: an int in 0 .. 2**64 - 1 (OverflowError otherwise, never wrapped). */
+static int u64_arg(PyObject *o, void *out) {
+    unsigned long long v = PyLong_AsUnsignedLongLong(o);
+    if (v == (unsigned long long)-1 && PyErr_Occurred()) return 0;
+    *(uint64_t *)out = v;
+    return 1;
+}
+
+static PyObject *replay_py_validate(PyObject *self, PyObject *args) {
+    uint64_t counter, limit;
+    if (!PyArg_ParseTuple(args, "O&O&:validate", u64_arg, &counter, u64_arg, &limit))
+        return NULL;
+    return PyBool_FromLong(replay_validate((ReplayObject *)self, counter, limit));
+}
+
+static PyObject *replay_exhausted(PyObject *self, PyObject *args) {
+    uint64_t limit;
+    if (!PyArg_ParseTuple(args, "O&:exhausted", u64_arg, &limit)) return NULL;
+    return PyBool_FromLong(((ReplayObject *)self)->greatest >= limit);
+}
+
+static PyObject *replay_reset(PyObject *self, PyObject *unused) {
+    ReplayObject *r = (ReplayObject *)self;
+    r->greatest = 0;
+    memset(r->ring, 0, sizeof r->ring);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef replay_methods[] = {
+    {"validate", replay_py_validate, METH_VARARGS,
+     "validate(counter, limit) -> accept counter and mark it seen, or False"},
+    {"exhausted", replay_exhausted, METH_VARARGS,
+     "exhausted(limit) -> whether the greatest accepted counter + 1 reached limit"},
+    {"reset", replay_reset, METH_NOARGS, "forget every counter seen"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject ReplayType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "wgpy._fastpath.Replay",
+    .tp_basicsize = sizeof(ReplayObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "The replay window of one receiving keypair (wgpy.replay.ReplayFilter's twin).",
+    .tp_new = replay_new,
+    .tp_methods = replay_methods,
+};
+
+/* --- receive: a run of transport data under one keypair (Peer.consume_data_batch) --- */
+
+/* The kernel's order per message (receive.c): decrypt (here for the whole run, the GIL
+   released), then the replay check (counter_validate), then the inner packet: its IP
+   length (trimming the padding) and whether its source address is one of the peer's
+   allowed IPs. `allowed(source)` is asked only when a packet's source differs from the
+   last one found allowed: a stream asks once. */
+static PyObject *fp_receive(PyObject *self, PyObject *args) {
+    Py_buffer key;
+    PyObject *seq, *replay_obj, *allowed, *msgs = NULL, *plains = NULL, *packets = NULL;
+    PyObject *result = NULL, *last_source = NULL;
+    uint64_t limit;
+    uint8_t k[KEY_SIZE];
+    char *ok = NULL;
+    int failed = 0;
+    Py_ssize_t n_failed = 0, n_replayed = 0, n_invalid = 0, n_disallowed = 0;
+    Py_ssize_t authenticated = 0, received = 0;
+    int data_received = 0;
+
+    if (!PyArg_ParseTuple(args, "y*OO!O&O:receive", &key, &seq, &ReplayType, &replay_obj,
+                          u64_arg, &limit, &allowed))
+        return NULL;
+    ReplayObject *replay = (ReplayObject *)replay_obj;
+    if (check_key(&key) < 0) goto done;
+    memcpy(k, key.buf, KEY_SIZE);
+    if ((msgs = bytes_tuple(seq, "datagrams")) == NULL) goto done;
+    Py_ssize_t n = PyTuple_GET_SIZE(msgs);
+    if ((ok = PyMem_Calloc(n ? n : 1, 1)) == NULL) { PyErr_NoMemory(); goto done; }
+    if ((plains = PyList_New(n)) == NULL) goto done;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_ssize_t len = PyBytes_GET_SIZE(PyTuple_GET_ITEM(msgs, i));
+        PyObject *d;
+        if (len < HEADER_SIZE + TAG_SIZE || len - HEADER_SIZE - TAG_SIZE > INT_MAX) {
+            d = Py_None;
+            Py_INCREF(d);
+        } else if ((d = PyBytes_FromStringAndSize(NULL, len - HEADER_SIZE - TAG_SIZE)) == NULL)
+            goto done;
+        PyList_SET_ITEM(plains, i, d);
+    }
+    Py_BEGIN_ALLOW_THREADS
+    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    if (ctx == NULL || !EVP_DecryptInit_ex(ctx, aead, NULL, k, NULL)) failed = 1;
+    for (Py_ssize_t i = 0; i < n && !failed; i++) {
+        PyObject *d = PyList_GET_ITEM(plains, i);
+        if (d == Py_None) continue;
+        const uint8_t *m = (const uint8_t *)PyBytes_AS_STRING(PyTuple_GET_ITEM(msgs, i));
+        int clen = (int)PyBytes_GET_SIZE(d), len1 = 0, len2 = 0;
+        uint8_t nonce[NONCE_SIZE] = {0}, tag[TAG_SIZE], sink[16];
+        memcpy(nonce + 4, m + 8, 8);
+        memcpy(tag, m + HEADER_SIZE + clen, TAG_SIZE);
+        uint8_t *w = clen ? (uint8_t *)PyBytes_AS_STRING(d) : NULL;
+        if (!EVP_DecryptInit_ex(ctx, NULL, NULL, NULL, nonce)
+                || (clen && !EVP_DecryptUpdate(ctx, w, &len1, m + HEADER_SIZE, clen))
+                || !EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, TAG_SIZE, tag))
+            failed = 1;
+        else
+            ok[i] = EVP_DecryptFinal_ex(ctx, clen ? w + len1 : sink, &len2) > 0;
+    }
+    EVP_CIPHER_CTX_free(ctx);
+    Py_END_ALLOW_THREADS
+    if (failed) {
+        PyErr_SetString(PyExc_RuntimeError, "libcrypto refused ChaCha20-Poly1305");
+        goto done;
+    }
+    if ((packets = PyList_New(0)) == NULL) goto done;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *m = PyTuple_GET_ITEM(msgs, i);
+        if (!ok[i]) { n_failed++; continue; }
+        uint64_t counter = 0;
+        for (int b = 7; b >= 0; b--) counter = counter << 8 | (uint8_t)PyBytes_AS_STRING(m)[8 + b];
+        if (!replay_validate(replay, counter, limit)) { n_replayed++; continue; }
+        authenticated++;
+        received += PyBytes_GET_SIZE(m);
+        PyObject *plain = PyList_GET_ITEM(plains, i);
+        Py_ssize_t plen = PyBytes_GET_SIZE(plain), length = -1;
+        if (plen == 0) continue;  /* keepalive */
+        data_received = 1;
+        const uint8_t *p = (const uint8_t *)PyBytes_AS_STRING(plain);
+        /* wgpy.noise.peer.inner_length */
+        if ((p[0] >> 4) == 4 && plen >= 20) {
+            length = get_be16(p + 2);
+            if (length < 20 || length > plen) length = -1;
+        } else if ((p[0] >> 4) == 6 && plen >= 40) {
+            length = (Py_ssize_t)get_be16(p + 4) + 40;
+            if (length > plen) length = -1;
+        }
+        if (length < 0) { n_invalid++; continue; }
+        const char *src = (const char *)((p[0] >> 4) == 4 ? p + 12 : p + 8);
+        Py_ssize_t src_len = (p[0] >> 4) == 4 ? 4 : 16;
+        if (last_source == NULL || PyBytes_GET_SIZE(last_source) != src_len
+                || memcmp(PyBytes_AS_STRING(last_source), src, src_len)) {
+            PyObject *source = PyBytes_FromStringAndSize(src, src_len);
+            if (source == NULL) goto done;
+            PyObject *verdict = PyObject_CallOneArg(allowed, source);
+            if (verdict == NULL) { Py_DECREF(source); goto done; }
+            int yes = PyObject_IsTrue(verdict);
+            Py_DECREF(verdict);
+            if (yes < 0) { Py_DECREF(source); goto done; }
+            if (!yes) { Py_DECREF(source); n_disallowed++; continue; }
+            Py_XSETREF(last_source, source);
+        }
+        if (length < plen) {  /* the padding goes: a new object of the inner length */
+            PyObject *trimmed = PyBytes_FromStringAndSize((const char *)p, length);
+            if (trimmed == NULL) goto done;
+            int r = PyList_Append(packets, trimmed);
+            Py_DECREF(trimmed);
+            if (r < 0) goto done;
+        } else if (PyList_Append(packets, plain) < 0) goto done;
+    }
+    result = Py_BuildValue("(OnnN(nnnn))", packets, authenticated, received,
+                           PyBool_FromLong(data_received), n_failed, n_replayed, n_invalid,
+                           n_disallowed);
+done:
+    OPENSSL_cleanse(k, sizeof k);
+    PyMem_Free(ok);
+    Py_XDECREF(msgs);
+    Py_XDECREF(plains);
+    Py_XDECREF(packets);
+    Py_XDECREF(last_source);
+    PyBuffer_Release(&key);
+    return result;
 }
 
 static PyMethodDef methods[] = {
@@ -372,8 +720,11 @@ static PyMethodDef methods[] = {
      "open(key, messages) -> list of plaintexts, None where the tag does not verify"},
     {"split", fp_split, METH_VARARGS,
      "split(tun_read) -> IP packets of one TUN read with its virtio-net header"},
-    {"csum_ok", fp_csum_ok, METH_VARARGS,
-     "csum_ok(packet, ip_len) -> whether the IPv4 header and TCP checksums verify"},
+    {"receive", fp_receive, METH_VARARGS,
+     "receive(key, messages, replay, limit, allowed) -> (packets, authenticated, "
+     "received bytes, data received, (decryption failed, replayed, invalid, disallowed))"},
+    {"coalesce", fp_coalesce, METH_O,
+     "coalesce(packets) -> the TUN writes (virtio-net header included) that deliver them"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -393,5 +744,15 @@ PyMODINIT_FUNC PyInit__fastpath(void) {
         PyErr_SetString(PyExc_ImportError, "libcrypto has no ChaCha20-Poly1305");
         return NULL;
     }
-    return PyModule_Create(&module);
+    if (PyType_Ready(&ReplayType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL) return NULL;
+    Py_INCREF(&ReplayType);
+    if (PyModule_AddObject(m, "Replay", (PyObject *)&ReplayType) < 0
+            || PyModule_AddIntConstant(m, "COUNTER_BITS_TOTAL", COUNTER_BITS_TOTAL) < 0
+            || PyModule_AddIntConstant(m, "COUNTER_WINDOW_SIZE", COUNTER_WINDOW_SIZE) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
 }

@@ -1,37 +1,46 @@
 """The batch path: per-packet work done per batch, compiled where it can be (sans-IO).
 
-Four operations carry the data path's per-packet work (their contract is in
-wgpy/_fastpath.c, which implements them in C over OpenSSL's libcrypto with the GIL
-released):
+These operations carry the data path's per-packet work (their contract is in
+wgpy/_fastpath.c, which implements them in C over OpenSSL's libcrypto, the GIL released
+while it encrypts or decrypts):
 
 - `seal(key, receiver_index, counter, packets, mtu)`: IP packets -> transport data
   messages with counters counter, counter + 1, ... (padding as kernel send.c);
 - `open(key, messages)`: transport data messages -> plaintexts, None where the tag fails;
+- `receive(key, messages, replay, limit, allowed)`: a run of transport data under one
+  keypair -> the IP packets for the TUN, with every check of the kernel's receive path in
+  its order (decryption, the replay window `Replay`, inner length, allowed source);
 - `split(tun_read)`: one TUN read with its virtio-net header -> IP packets (a TSO
   super-packet's segments, or one packet with its checksum completed); ValueError when
   the header does not describe the packet;
-- `csum_ok(packet, ip_len)`: a TCP segment's IPv4 header and TCP checksums verify.
+- `coalesce(packets)`: decrypted IP packets -> TUN writes, TCP segments of one flow merged
+  into virtio-net GSO super-packets (only on the compiled path; its pure-Python twin is
+  `wgpy.tunoffload.py_coalesce`).
 
-Each has a pure-Python twin here, the reference the compiled one is fuzzed against
-(tests/test_fastpath.py). `NATIVE` says whether the compiled module is in use: it is
-unless it could not be built or imported, or `WGPY_PURE_PYTHON=1` is set. When it is not,
-the device keeps the pure-Python data path it always had: TUN reads without TSO (so
-`split` is never needed on it), one AEAD call per packet.
+Each has a pure-Python twin, the reference the compiled one is fuzzed against
+(tests/test_fastpath.py, tests/fastpath_cases.py). `NATIVE` says whether the compiled
+module is in use: it is unless it could not be built or imported, or `WGPY_PURE_PYTHON=1`
+is set. When it is not, the device runs the pure-Python twins: TUN reads without TSO (so
+`split` is never needed), one AEAD call per packet, coalescing in Python.
 """
 
 from __future__ import annotations
 
 import os
 import struct
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
-from wgpy.constants import MESSAGE_PADDING_MULTIPLE, MESSAGE_TRANSPORT, TRANSPORT_HEADER_SIZE
+from wgpy.constants import (
+    IPV4_HEADER_MIN, IPV6_HEADER_SIZE, MESSAGE_PADDING_MULTIPLE, MESSAGE_TRANSPORT,
+    TRANSPORT_HEADER_SIZE,
+)
+from wgpy.replay import ReplayFilter
 
-__all__ = ["NATIVE", "seal", "open", "split", "csum_ok", "py_seal", "py_open", "py_split",
-           "py_csum_ok"]
+__all__ = ["NATIVE", "Replay", "seal", "open", "receive", "split", "coalesce", "py_seal",
+           "py_open", "py_receive", "py_split"]
 
 _HEADER = struct.Struct("<IIQ")
 _NONCE = struct.Struct("<4xQ")
@@ -81,6 +90,65 @@ def py_open(key: bytes, messages: Sequence[bytes]) -> list[bytes | None]:
         except InvalidTag:
             out.append(None)
     return out
+
+
+def py_receive(key: bytes, messages: Sequence[bytes], replay: ReplayFilter, limit: int,
+               allowed: Callable[[bytes], bool], aead: ChaCha20Poly1305 | None = None
+               ) -> tuple[list[bytes], int, int, bool, tuple[int, int, int, int]]:
+    """A run of transport data messages under one keypair, in the kernel's order per
+    message: decrypt, replay check (`counter_validate`), inner IP length (the padding
+    trimmed), source address among the peer's allowed IPs (`allowed` asked only when the
+    source differs from the last allowed one). Returns (IP packets, authenticated,
+    bytes received, whether any data (not keepalive) authenticated, (decryption failed,
+    replayed, invalid inner packet, disallowed source))."""
+    decrypt = (aead or ChaCha20Poly1305(key)).decrypt
+    validate, unpack, nonce = replay.validate, _HEADER.unpack_from, _NONCE.pack
+    packets: list[bytes] = []
+    failed = replayed = invalid = disallowed = authenticated = received = 0
+    data_received = False
+    allowed_source = b""  # the last inner source address found to be the peer's
+    for data in messages:
+        if len(data) < TRANSPORT_HEADER_SIZE + _TAG_SIZE:
+            failed += 1
+            continue
+        counter = unpack(data)[2]
+        try:
+            plain = decrypt(nonce(counter), data[TRANSPORT_HEADER_SIZE:], None)
+        except InvalidTag:
+            failed += 1
+            continue
+        if not validate(counter, limit):
+            replayed += 1
+            continue
+        authenticated += 1
+        received += len(data)
+        if not plain:
+            continue  # keepalive
+        data_received = True  # authenticated data, whatever the filters below decide
+        n = len(plain)
+        version = plain[0] >> 4
+        if version == 4 and n >= IPV4_HEADER_MIN:
+            length = (plain[2] << 8) | plain[3]
+            if not IPV4_HEADER_MIN <= length <= n:
+                invalid += 1
+                continue
+            source = plain[12:16]
+        elif version == 6 and n >= IPV6_HEADER_SIZE:
+            length = ((plain[4] << 8) | plain[5]) + IPV6_HEADER_SIZE
+            if length > n:
+                invalid += 1
+                continue
+            source = plain[8:24]
+        else:
+            invalid += 1
+            continue
+        if source == allowed_source or allowed(source):
+            allowed_source = source
+            packets.append(plain if length == n else plain[:length])
+        else:
+            disallowed += 1
+    return packets, authenticated, received, data_received, (failed, replayed, invalid,
+                                                            disallowed)
 
 
 def _sum16(data: bytes | bytearray, acc: int = 0) -> int:
@@ -153,17 +221,9 @@ def py_split(read: bytes) -> list[bytes]:
     return out
 
 
-def py_csum_ok(packet: bytes, ip_len: int) -> bool:
-    n = len(packet)
-    if ip_len not in (20, 40) or n < ip_len + 20:
-        return False
-    if ip_len == 20:
-        return (_fold(_sum16(packet[:20])) == 0xFFFF
-                and _fold(_sum16(packet[20:], _sum16(packet[12:20], 6 + n - 20))) == 0xFFFF)
-    return _fold(_sum16(packet[40:], _sum16(packet[8:40], 6 + n - 40))) == 0xFFFF
-
-
-seal, open, split, csum_ok = py_seal, py_open, py_split, py_csum_ok  # noqa: A001
+seal, open, receive, split = py_seal, py_open, py_receive, py_split  # noqa: A001
+coalesce: Callable[[list[bytes]], list[bytes]] | None = None  # compiled path only
+Replay: Callable[[], Any] = ReplayFilter  # the replay window `receive` takes
 NATIVE = False
 if os.environ.get("WGPY_PURE_PYTHON", "") not in ("1", "true", "yes"):
     try:
@@ -171,6 +231,8 @@ if os.environ.get("WGPY_PURE_PYTHON", "") not in ("1", "true", "yes"):
     except ImportError:
         pass
     else:
-        seal, open, split, csum_ok = (  # noqa: A001
-            _fastpath.seal, _fastpath.open, _fastpath.split, _fastpath.csum_ok)
+        seal, open, receive, split, coalesce = (  # noqa: A001
+            _fastpath.seal, _fastpath.open, _fastpath.receive, _fastpath.split,
+            _fastpath.coalesce)
+        Replay = _fastpath.Replay
         NATIVE = True

@@ -25,9 +25,9 @@ header) are verified, as wireguard-go does (checksumValid); one that fails is wr
 and left for the kernel to drop. The one's complement sum of 16-bit words is congruent to
 the region read as one big-endian integer modulo 0xFFFF (2**16 = 1 mod 0xFFFF): a segment
 costs one `int.from_bytes` and a reduction by digit-aligned folds and one `%` (about 2 us
-for 1420 bytes here; a loop over 16-bit words costs 10-17); the compiled batch path
-(`wgpy.fastpath.csum_ok`) does it in C. Segments written alone are not checked: the kernel
-verifies those itself.
+for 1420 bytes here; a loop over 16-bit words costs 10-17). Segments written alone are not
+checked: the kernel verifies those itself. The compiled batch path (wgpy/_fastpath.c) does
+all of this in C, each write one buffer.
 
 Reads carry a zero header too (we do not ask the kernel for TSO on reads).
 """
@@ -38,7 +38,7 @@ import struct
 
 from wgpy import fastpath
 
-__all__ = ["VNET_HDR_SIZE", "NO_OFFLOAD", "coalesce", "segment"]
+__all__ = ["VNET_HDR_SIZE", "NO_OFFLOAD", "coalesce", "py_coalesce", "segment"]
 
 VNET_HDR = struct.Struct("<BBHHHH")  # flags, gso_type, hdr_len, gso_size, csum_start, csum_off
 VNET_HDR_SIZE = VNET_HDR.size
@@ -132,10 +132,6 @@ def _is_zero_mod_ffff(total: int) -> bool:
     return total % 0xFFFF == 0
 
 
-def _checksums_ok(p: bytes, ip_len: int) -> bool:
-    return _ip_ok(p, ip_len) and _is_zero_mod_ffff(_tcp_sum(p, ip_len))
-
-
 def _flow_key(p: bytes, ip_len: int, tcp_len: int) -> tuple[object, ...]:
     key = _KEY4.unpack_from(p) if ip_len == 20 else _KEY6.unpack_from(p)
     if tcp_len > 20:
@@ -144,14 +140,21 @@ def _flow_key(p: bytes, ip_len: int, tcp_len: int) -> tuple[object, ...]:
 
 
 def coalesce(packets: list[bytes]) -> list[list[bytes]]:
-    """The TUN writes (each a list of buffers for writev) for `packets`, in order."""
+    """The TUN writes (each a list of buffers for writev) for `packets`, in order: on the
+    compiled batch path one buffer each, made by `wgpy._fastpath.coalesce`, which follows
+    `py_coalesce` exactly (tests/fastpath_cases.py fuzzes one against the other)."""
+    if fastpath.NATIVE:
+        return [[write] for write in fastpath.coalesce(packets)]
+    return py_coalesce(packets)
+
+
+def py_coalesce(packets: list[bytes]) -> list[list[bytes]]:
+    """`coalesce` in Python: the pure path, and the compiled one's reference."""
     writes: list[list[bytes]] = []
     group: list[bytes] = []  # segments of the open super-packet
     key: tuple[object, ...] = ()
     next_seq = size = total = ip_len = tcp_len = 0
     psh = False
-    native_ok = fastpath.csum_ok if fastpath.NATIVE else None
-    valid = native_ok or _checksums_ok
     # Each segment's checksums are verified as it joins (group[0]'s when the second comes).
     # Not one sum per group: two bad segments can cancel out in a sum of sums (two single-bit
     # errors do, one time in 32), and each bad one must stay out.
@@ -175,19 +178,21 @@ def coalesce(packets: list[bytes]) -> list[list[bytes]]:
             if (seq == next_seq and payload <= size and p_ip == ip_len and p_tcp == tcp_len
                     and total + payload <= MAX_SUPER and len(group) < MAX_SEGMENTS
                     and _flow_key(p, p_ip, p_tcp) == key):
-                if len(group) == 1 and not valid(group[0], ip_len):
+                if len(group) == 1 and not (_ip_ok(group[0], ip_len)
+                                            and _is_zero_mod_ffff(_tcp_sum(group[0], ip_len))):
                     flush()  # alone, for the kernel to drop; this one opens a new group
                 if group:
-                    if native_ok is not None:
-                        ok = native_ok(p, p_ip)
-                    elif p_ip == 20 and _from_bytes(p[:20], "big") % 0xFFFF:
-                        ok = False  # the IPv4 header checksum
-                    else:  # the TCP checksum, as in _tcp_sum, inlined
-                        region = _from_bytes(p[12:] if p_ip == 20 else p[8:], "big")
-                        if payload & 1:
-                            region <<= 8
-                        ok = _is_zero_mod_ffff(region + 6 + p_tcp + payload)
-                    if not ok:
+                    if p_ip == 20:
+                        if _from_bytes(p[:20], "big") % 0xFFFF:  # the IPv4 header checksum
+                            flush()
+                            writes.append([NO_OFFLOAD, p])  # alone, for the kernel to drop
+                            continue
+                        region = _from_bytes(p[12:], "big")  # as in _tcp_sum, inlined
+                    else:
+                        region = _from_bytes(p[8:], "big")
+                    if payload & 1:
+                        region <<= 8
+                    if not _is_zero_mod_ffff(region + 6 + p_tcp + payload):
                         flush()
                         writes.append([NO_OFFLOAD, p])  # alone, for the kernel to drop
                         continue

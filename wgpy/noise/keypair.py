@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
+from wgpy import fastpath
 from wgpy.constants import REJECT_AFTER_MESSAGES, REJECT_AFTER_TIME
-from wgpy.replay import ReplayFilter
 
 __all__ = ["Keypair", "Keypairs"]
 
@@ -27,8 +27,9 @@ __all__ = ["Keypair", "Keypairs"]
 class Keypair:
     """One session's keys (kernel `struct noise_keypair`)."""
 
-    __slots__ = ("send", "recv", "send_key", "recv_key", "send_counter", "replay", "created", "initiator",
-                 "local_index", "remote_index", "sending_valid", "receiving_valid")
+    __slots__ = ("send", "recv", "send_key", "recv_key", "send_counter", "replay", "created",
+                 "initiator", "local_index", "remote_index", "sending_valid",
+                 "receiving_valid")
 
     def __init__(self, send_key: bytes, recv_key: bytes, initiator: bool, local_index: int,
                  remote_index: int, now: float) -> None:
@@ -39,7 +40,7 @@ class Keypair:
         self.send_key = send_key
         self.recv_key = recv_key
         self.send_counter = 0
-        self.replay = ReplayFilter()
+        self.replay = fastpath.Replay()  # wgpy.replay.ReplayFilter, or its compiled twin
         self.created = now
         self.initiator = initiator
         self.local_index = local_index

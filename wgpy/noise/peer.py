@@ -14,15 +14,13 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING, Any, Callable
 
-from cryptography.exceptions import InvalidTag
-
 from wgpy import crypto, fastpath
 from wgpy.constants import (
     IPV4_HEADER_MIN, IPV6_HEADER_SIZE, KEEPALIVE_TIMEOUT, MAX_STAGED_PACKETS,
     MAX_TIMER_HANDSHAKES, MESSAGE_INITIATION, MESSAGE_PADDING_MULTIPLE, MESSAGE_RESPONSE,
     MESSAGE_TRANSPORT,
     REJECT_AFTER_MESSAGES, REKEY_AFTER_MESSAGES, REKEY_AFTER_TIME, REKEY_ON_RECEIVE_AGE,
-    REKEY_TIMEOUT, TRANSPORT_HEADER_SIZE, ZERO_KEY_MATERIAL_TIMEOUT,
+    REKEY_TIMEOUT, ZERO_KEY_MATERIAL_TIMEOUT,
 )
 from wgpy.messages import TRANSPORT_HEADER, build_initiation, build_response
 from wgpy.noise import timers as T
@@ -42,6 +40,11 @@ __all__ = ["Peer"]
 
 _PAD = bytes(MESSAGE_PADDING_MULTIPLE)
 _NONCE = crypto.NONCE
+
+
+# The order of fastpath.receive's drop counts.
+_RECEIVE_DROPS = (DropReason.DECRYPTION_FAILED, DropReason.REPLAYED_COUNTER,
+                  DropReason.INVALID_INNER_PACKET, DropReason.DISALLOWED_SOURCE)
 
 
 def padding_for(length: int, mtu: int) -> int:
@@ -320,48 +323,19 @@ class Peer:
         if not keypair.can_receive(now):
             keypair.receiving_valid = False
             return [], [Drop(DropReason.EXPIRED_KEYPAIR, len(datagrams))], 0
-        decrypt, validate = keypair.recv.decrypt, keypair.replay.validate
-        lookup, unpack, nonce = self.interface.allowed_ips.lookup, TRANSPORT_HEADER.unpack_from, \
-            _NONCE.pack
-        packets: list[bytes] = []
-        drops: dict[DropReason, int] = {}
-        authenticated = received = 0
-        data_received = False
-        allowed_source = b""  # the last inner source address found to be this peer's
-        # The compiled batch path opens the whole run in one call (GIL released); the pure
-        # path decrypts in the loop, as it always has.
-        opened = fastpath.open(keypair.recv_key, datagrams) if fastpath.NATIVE else None
-        for i, data in enumerate(datagrams):
-            counter = unpack(data)[2]
-            if opened is None:
-                try:
-                    plain = decrypt(nonce(counter), data[TRANSPORT_HEADER_SIZE:], None)
-                except InvalidTag:
-                    plain = None
-            else:
-                plain = opened[i]
-            if plain is None:
-                drops[DropReason.DECRYPTION_FAILED] = drops.get(DropReason.DECRYPTION_FAILED, 0) + 1
-                continue
-            if not validate(counter, REJECT_AFTER_MESSAGES):
-                drops[DropReason.REPLAYED_COUNTER] = drops.get(DropReason.REPLAYED_COUNTER, 0) + 1
-                continue
-            authenticated += 1
-            received += len(data)
-            if not plain:
-                continue  # keepalive
-            data_received = True  # authenticated data, whatever the filters below decide
-            length = inner_length(plain)
-            if length is None:
-                reason = DropReason.INVALID_INNER_PACKET
-            else:
-                source = source_address(plain)
-                if source == allowed_source or lookup(source) is self:
-                    allowed_source = source
-                    packets.append(plain if length == len(plain) else plain[:length])
-                    continue
-                reason = DropReason.DISALLOWED_SOURCE
-            drops[reason] = drops.get(reason, 0) + 1
+        lookup = self.interface.allowed_ips.lookup
+        # Decryption, the replay check and the inner packet's checks, per packet in the
+        # kernel's order: one compiled call per run (GIL released while it decrypts), or
+        # its pure-Python twin.
+        if fastpath.NATIVE:
+            packets, authenticated, received, data_received, counts = fastpath.receive(
+                keypair.recv_key, datagrams, keypair.replay, REJECT_AFTER_MESSAGES,
+                lambda source: lookup(source) is self)
+        else:
+            packets, authenticated, received, data_received, counts = fastpath.py_receive(
+                keypair.recv_key, datagrams, keypair.replay, REJECT_AFTER_MESSAGES,
+                lambda source: lookup(source) is self, keypair.recv)
+        drops = {reason: n for reason, n in zip(_RECEIVE_DROPS, counts) if n}
         out: list[Action] = [Drop(reason, n) for reason, n in drops.items()]
         if not authenticated:
             return packets, out, 0
