@@ -15,6 +15,8 @@ started with LOG_LEVEL=error and configured with stock `wg`; traffic goes from n
     up-wgpy     upstream wireguard-go sends, wgpy receives
     go-go       Debian's wireguard-go 0.0.20220316 on both sides
     pure-pure   wgpy on both sides with WGPY_PURE_PYTHON=1 (the pure-Python path)
+    up-wgpy2    as up-wgpy, the receiving wgpy with two crypto workers
+                (WGPY_CRYPTO_WORKERS=2): up-wgpy2 / up-wgpy is what a second core buys
 
 wgpy runs on its compiled batch path when it is built (wgpy-wgpy, wgpy-up, up-wgpy);
 pure-pure against go-go, in the same run, is the pure path's bar.
@@ -76,9 +78,10 @@ PAIRS = [
     ("up-wgpy", UPSTREAM, "wgpy"),
     ("go-go", "wireguard-go", "wireguard-go"),
     ("pure-pure", "wgpy", "wgpy"),
+    ("up-wgpy2", UPSTREAM, "wgpy"),
 ]
 # Pairs whose wgpy daemons run with more in their environment.
-PAIR_ENV = {"pure-pure": {"WGPY_PURE_PYTHON": "1"}}
+PAIR_ENV = {"pure-pure": {"WGPY_PURE_PYTHON": "1"}, "up-wgpy2": {"WGPY_CRYPTO_WORKERS": "2"}}
 BASELINE = "up-up"
 DEBIAN = "go-go"
 HANDSHAKE_COLUMN = {"wgpy": "wgpy-wgpy", UPSTREAM: "up-up"}  # responder -> column
@@ -173,8 +176,8 @@ def format_table(med: dict[str, dict[str, float | None]], rounds: int) -> str:
     wgpy-wgpy to go-go)."""
     cols = [p[0] for p in PAIRS]
     # Ratios to the baseline, and wgpy-wgpy against Debian's build (the pure path's bar).
-    ratios = [(c, BASELINE) for c in cols if c != BASELINE] + [("wgpy-wgpy", DEBIAN),
-                                                                ("pure-pure", DEBIAN)]
+    ratios = [(c, BASELINE) for c in cols if c != BASELINE] + [
+        ("wgpy-wgpy", DEBIAN), ("pure-pure", DEBIAN), ("up-wgpy2", "up-wgpy")]
     head = ["figure (median of %d rounds)" % rounds, *cols,
             *[f"{a}/{b}" for a, b in ratios], "better"]
     lines = []
@@ -388,7 +391,8 @@ def draw_chart(med: dict[str, dict[str, float | None]], path: Path, title: str) 
     nrows = (len(figures) + ncols - 1) // ncols
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 2.9 * nrows), squeeze=False)
     colors = {"wgpy-wgpy": "#2b7bba", "up-up": "#555555", "wgpy-up": "#7fb3d5",
-              "up-wgpy": "#a0a0a0", "go-go": "#c7c7c7", "pure-pure": "#9ecae1"}
+              "up-wgpy": "#a0a0a0", "go-go": "#c7c7c7", "pure-pure": "#9ecae1",
+              "up-wgpy2": "#6baed6"}
     for ax, (key, label, fmt, higher) in zip(axes.flat, figures):
         cols = [p[0] for p in PAIRS if med[key].get(p[0]) is not None]
         vals = [med[key][c] for c in cols]

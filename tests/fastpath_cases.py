@@ -189,6 +189,12 @@ def receive_case(rng: random.Random, native: ModuleType) -> list[str]:
     diffs = []
     if a != b:
         diffs.append(f"receive differs: {a[1:]} against {b[1:]}")
+    # accept, after open, on fresh windows: the same as receive
+    plains = native.open(key, messages)
+    c2, p2 = native.Replay(), ReplayFilter()
+    if native.accept(plains, messages, c2, limit, lambda s: s in allowed) != \
+            fastpath.py_accept(plains, messages, p2, limit, lambda s: s in allowed):
+        diffs.append("accept differs")
     if asked[0] != asked[1]:
         diffs.append("receive asked about other sources")
     probe = rng.getrandbits(rng.choice([8, 16, 64]))

@@ -84,12 +84,12 @@ def test_summary_and_table() -> None:
     table = bt.format_table(med, 3)
     lines = table.splitlines()
     assert "median of 3 rounds" in lines[0] and "wgpy-wgpy/up-up" in lines[0]
-    assert lines[0].split()[-3:-1] == ["wgpy-wgpy/go-go", "pure-pure/go-go"]
+    assert lines[0].split()[-4:-1] == ["wgpy-wgpy/go-go", "pure-pure/go-go", "up-wgpy2/up-wgpy"]
     tcp = next(line for line in lines if line.startswith("TCP 1 stream"))
-    # columns: wgpy-wgpy up-up wgpy-up up-wgpy go-go pure-pure, then the ratios to up-up
-    # of wgpy-wgpy wgpy-up up-wgpy go-go pure-pure, then wgpy-wgpy/go-go, pure-pure/go-go
-    assert tcp.split()[-14:] == ["700", "1400", "700", "-", "350", "-", "0.50", "0.50", "-",
-                                "0.25", "-", "2.00", "-", "higher"]
+    # columns: wgpy-wgpy up-up wgpy-up up-wgpy go-go pure-pure up-wgpy2, then the ratios
+    # to up-up of all but up-up, then wgpy-wgpy/go-go, pure-pure/go-go, up-wgpy2/up-wgpy
+    assert tcp.split()[-17:] == ["700", "1400", "700", "-", "350", "-", "-", "0.50", "0.50",
+                                "-", "0.25", "-", "-", "2.00", "-", "-", "higher"]
     hs = next(line for line in lines if line.startswith("handshakes/s as responder, paced"))
     assert "3,000" in hs and "6,000" in hs and "0.50" in hs
     assert not any(line.startswith("TCP 4 streams") for line in lines)  # no data, no line

@@ -18,7 +18,7 @@ from fakes import FakeTun
 from helpers import ipv4
 from uapi.client import Client
 from uapi.errors import UapiError
-from wgpy import crypto
+from wgpy import crypto, fastpath
 from wgpy.device.device import Device
 from wgpy.device.ipc import UapiServer, listen
 from wgpy.device.log import VERBOSE, Logger
@@ -28,10 +28,11 @@ class Node:
     """A started device, up, with its UAPI server as a device thread (`uapi_accept`), as
     the daemon runs it."""
 
-    def __init__(self, name: str, directory: Path) -> None:
+    def __init__(self, name: str, directory: Path, crypto_workers: int = 1) -> None:
         self.tun = FakeTun(name)
         self.log = io.StringIO()
-        self.device = Device(self.tun, Logger(name, VERBOSE, self.log))
+        self.device = Device(self.tun, Logger(name, VERBOSE, self.log),
+                             crypto_workers=crypto_workers)
         self.server = UapiServer(self.device, listen(name, str(directory)))
         self.path = directory / f"{name}.sock"
         self.device.start()
@@ -82,6 +83,32 @@ def test_packets_cross_both_ways(pair: tuple[Node, Node]) -> None:
     assert peer.public_key == b.public and peer.last_handshake_time_sec > 1_600_000_000
     assert peer.tx_bytes > 50 * 32 and peer.rx_bytes > 0
     assert peer.allowed_ips == [ipaddress.ip_network("10.0.0.2/32")]
+
+
+@pytest.mark.skipif(not fastpath.NATIVE, reason="crypto workers need the compiled batch path")
+def test_crypto_workers_deliver_every_packet_in_order(tmp_path: Path) -> None:
+    """Two crypto workers decrypt B's batches while its UDP reader reads on; the TUN still
+    gets every packet, in the order A sent them."""
+    a, b = Node("wgwa", tmp_path), Node("wgwb", tmp_path, crypto_workers=2)
+    try:
+        assert b.device.crypto_workers == 2
+        assert {t.name for t in threading.enumerate()} >= {"decrypt_1", "decrypt_2"}
+        configure(a, b)
+        a.tun.app.send(ipv4("10.0.0.1", "10.0.0.2", b"first"))
+        assert b.tun.app.recv(2000) == ipv4("10.0.0.1", "10.0.0.2", b"first")
+        got: list[bytes] = []
+        for burst in range(40):
+            sent = [ipv4("10.0.0.1", "10.0.0.2", b"%06d" % (burst * 50 + i) + bytes(900))
+                    for i in range(50)]
+            for packet in sent:
+                a.tun.app.send(packet)
+            got += [b.tun.app.recv(2000) for _ in sent]
+        assert [p[20:26] for p in got] == [b"%06d" % i for i in range(2000)]
+    finally:
+        a.close()
+        b.close()
+    assert not any(t.name.startswith("decrypt_") and t.is_alive()
+                   for t in threading.enumerate())
 
 
 def test_set_semantics(pair: tuple[Node, Node]) -> None:

@@ -103,7 +103,8 @@ def test_readme_covers_what_an_operator_needs() -> None:
 def test_man_page_documents_every_variable_and_option() -> None:
     variables = {cli.ENV_TUN_FD, cli.ENV_UAPI_FD, cli.ENV_FOREGROUND, cli.ENV_READY_FD,
                  cli.ENV_KEYLOG, cli.ENV_METRICS, cli.ENV_METRICS_FD,
-                 "LOG_LEVEL", "WGPY_SWITCH", "WG_QUICK_USERSPACE_IMPLEMENTATION"}
+                 "LOG_LEVEL", "WGPY_SWITCH", "WGPY_CRYPTO_WORKERS", "WGPY_PURE_PYTHON",
+                 "WG_QUICK_USERSPACE_IMPLEMENTATION"}
     source = (ROOT / "wgpy" / "cli.py").read_text()
     read = set(re.findall(r'"((?:WG|WGPY|LOG)_[A-Z_]+)"', source))
     assert read <= variables, f"cli.py reads {read - variables}: document them"
@@ -122,7 +123,7 @@ def test_man_page_documents_every_variable_and_option() -> None:
 def wgpy_cmd(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items()
              if k not in ("LOG_LEVEL", "WG_TUN_FD", "WG_UAPI_FD", "WG_PROCESS_FOREGROUND",
-                          "WGPY_SWITCH")}
+                          "WGPY_SWITCH", "WGPY_CRYPTO_WORKERS")}
     clean.update(env)
     return subprocess.run([sys.executable, "-m", "wgpy", *args], capture_output=True,
                           text=True, timeout=30, env=clean, stdin=subprocess.DEVNULL)
@@ -140,6 +141,9 @@ def test_version() -> None:
     ({"WG_TUN_FD": "-1"}, "WG_TUN_FD='-1' is not a file descriptor number"),
     ({"WGPY_SWITCH": "fast"}, "WGPY_SWITCH='fast' is not a number of seconds"),
     ({"WGPY_SWITCH": "0"}, "WGPY_SWITCH='0' is not a number of seconds"),
+    ({"WGPY_CRYPTO_WORKERS": "0"}, "WGPY_CRYPTO_WORKERS='0' is not a number of threads"),
+    ({"WGPY_CRYPTO_WORKERS": "two"}, "WGPY_CRYPTO_WORKERS='two' is not a number of threads"),
+    ({"WGPY_CRYPTO_WORKERS": "17"}, "WGPY_CRYPTO_WORKERS='17' is not a number of threads"),
 ])
 def test_bad_environment_is_one_clear_line(env: dict[str, str], message: str) -> None:
     result = wgpy_cmd("-f", "wgbad0", **env)

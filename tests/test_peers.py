@@ -253,3 +253,29 @@ def test_batch_on_next_keypair_confirms_it() -> None:
     assert nxt is not None
     got, _, _ = p.pb.consume_data_batch(nxt, first + more, EP_A, 0.2)
     assert len(got) == 3 and p.pb.keypairs.current is nxt and p.pb.keypairs.next is None
+
+
+def test_route_batch_routes_as_route_does_packet_by_packet() -> None:
+    """Interface.route_batch (the TUN reader's, one lookup per run of one destination)
+    gives each peer exactly the packets `route` gives it, in order, and counts the rest."""
+    import ipaddress  # noqa: PLC0415
+
+    from wgpy import crypto  # noqa: PLC0415
+    from wgpy.noise.interface import Interface  # noqa: PLC0415
+    pair = Pair()
+    other = pair.a.add_peer(Interface(crypto.generate_private_key()).identity.public)
+    pair.a.allowed_ips.insert(ipaddress.ip_network("10.9.0.0/16"), other)
+    rng = random.Random(3)
+    choices = [ipv4(IP_A, IP_B), ipv4(IP_A, "10.9.1.2"), ipv4(IP_A, "10.8.0.1"),
+               ipv6("fd00::1", "fd00::2"), ipv6("fd00::1", "fd00::9"), b"\x45" * 19, b"",
+               b"\x10" * 40]
+    for _ in range(200):
+        packets = [rng.choice(choices) for _ in range(rng.randint(0, 30))]
+        by_peer, no_route = pair.a.route_batch(packets)
+        want: dict[object, list[bytes]] = {}
+        for p in packets:
+            peer = pair.a.route(p)
+            if peer is not None:
+                want.setdefault(peer, []).append(p)
+        assert by_peer == want
+        assert no_route == len(packets) - sum(map(len, want.values()))

@@ -26,7 +26,7 @@ from uapi.protocol import CloseConnection, RequestError, ServerConnection
 from uapi.responses import DeviceInfo, PeerInfo, parse_get_response
 from wgpy import tunoffload
 from wgpy.constants import UDP_RECEIVE_RETRIES
-from wgpy.device import device as device_module
+from wgpy.device import inbound as device_module  # the receive path
 from wgpy.noise import handshake
 from wgpy.device.bind import SendError
 from wgpy.noise.actions import DropReason, SendBatch, SendDatagram

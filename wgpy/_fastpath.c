@@ -592,78 +592,31 @@ static PyTypeObject ReplayType = {
 
 /* --- receive: a run of transport data under one keypair (Peer.consume_data_batch) --- */
 
-/* The kernel's order per message (receive.c): decrypt (here for the whole run, the GIL
-   released), then the replay check (counter_validate), then the inner packet: its IP
-   length (trimming the padding) and whether its source address is one of the peer's
-   allowed IPs. `allowed(source)` is asked only when a packet's source differs from the
-   last one found allowed: a stream asks once. */
-static PyObject *fp_receive(PyObject *self, PyObject *args) {
-    Py_buffer key;
-    PyObject *seq, *replay_obj, *allowed, *msgs = NULL, *plains = NULL, *packets = NULL;
-    PyObject *result = NULL, *last_source = NULL;
-    uint64_t limit;
-    uint8_t k[KEY_SIZE];
-    char *ok = NULL;
-    int failed = 0;
+/* The kernel's order per message (receive.c): decrypt, then the replay check
+   (counter_validate), then the inner packet: its IP length (the padding trimmed) and
+   whether its source address is one of the peer's allowed IPs. `allowed(source)` is asked
+   only when a packet's source differs from the last one found allowed: a stream asks once.
+   accept_run() does all after decryption: `plains[i]` is the plaintext of `msgs[i]`, None
+   where it did not authenticate. */
+static PyObject *accept_run(PyObject *msgs, PyObject *plains, ReplayObject *replay,
+                            uint64_t limit, PyObject *allowed) {
+    PyObject *packets = PyList_New(0), *last_source = NULL, *result = NULL;
     Py_ssize_t n_failed = 0, n_replayed = 0, n_invalid = 0, n_disallowed = 0;
     Py_ssize_t authenticated = 0, received = 0;
     int data_received = 0;
-
-    if (!PyArg_ParseTuple(args, "y*OO!O&O:receive", &key, &seq, &ReplayType, &replay_obj,
-                          u64_arg, &limit, &allowed))
-        return NULL;
-    ReplayObject *replay = (ReplayObject *)replay_obj;
-    if (check_key(&key) < 0) goto done;
-    memcpy(k, key.buf, KEY_SIZE);
-    if ((msgs = bytes_tuple(seq, "datagrams")) == NULL) goto done;
-    Py_ssize_t n = PyTuple_GET_SIZE(msgs);
-    if ((ok = PyMem_Calloc(n ? n : 1, 1)) == NULL) { PyErr_NoMemory(); goto done; }
-    if ((plains = PyList_New(n)) == NULL) goto done;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        Py_ssize_t len = PyBytes_GET_SIZE(PyTuple_GET_ITEM(msgs, i));
-        PyObject *d;
-        if (len < HEADER_SIZE + TAG_SIZE || len - HEADER_SIZE - TAG_SIZE > INT_MAX) {
-            d = Py_None;
-            Py_INCREF(d);
-        } else if ((d = PyBytes_FromStringAndSize(NULL, len - HEADER_SIZE - TAG_SIZE)) == NULL)
-            goto done;
-        PyList_SET_ITEM(plains, i, d);
-    }
-    Py_BEGIN_ALLOW_THREADS
-    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
-    if (ctx == NULL || !EVP_DecryptInit_ex(ctx, aead, NULL, k, NULL)) failed = 1;
-    for (Py_ssize_t i = 0; i < n && !failed; i++) {
-        PyObject *d = PyList_GET_ITEM(plains, i);
-        if (d == Py_None) continue;
-        const uint8_t *m = (const uint8_t *)PyBytes_AS_STRING(PyTuple_GET_ITEM(msgs, i));
-        int clen = (int)PyBytes_GET_SIZE(d), len1 = 0, len2 = 0;
-        uint8_t nonce[NONCE_SIZE] = {0}, tag[TAG_SIZE], sink[16];
-        memcpy(nonce + 4, m + 8, 8);
-        memcpy(tag, m + HEADER_SIZE + clen, TAG_SIZE);
-        uint8_t *w = clen ? (uint8_t *)PyBytes_AS_STRING(d) : NULL;
-        if (!EVP_DecryptInit_ex(ctx, NULL, NULL, NULL, nonce)
-                || (clen && !EVP_DecryptUpdate(ctx, w, &len1, m + HEADER_SIZE, clen))
-                || !EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, TAG_SIZE, tag))
-            failed = 1;
-        else
-            ok[i] = EVP_DecryptFinal_ex(ctx, clen ? w + len1 : sink, &len2) > 0;
-    }
-    EVP_CIPHER_CTX_free(ctx);
-    Py_END_ALLOW_THREADS
-    if (failed) {
-        PyErr_SetString(PyExc_RuntimeError, "libcrypto refused ChaCha20-Poly1305");
-        goto done;
-    }
-    if ((packets = PyList_New(0)) == NULL) goto done;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *m = PyTuple_GET_ITEM(msgs, i);
-        if (!ok[i]) { n_failed++; continue; }
+    if (packets == NULL) return NULL;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(msgs); i++) {
+        PyObject *m = PyTuple_GET_ITEM(msgs, i), *plain = PyList_GET_ITEM(plains, i);
+        if (plain == Py_None || PyBytes_GET_SIZE(m) < HEADER_SIZE + TAG_SIZE) {
+            n_failed++;
+            continue;
+        }
+        const uint8_t *h = (const uint8_t *)PyBytes_AS_STRING(m);
         uint64_t counter = 0;
-        for (int b = 7; b >= 0; b--) counter = counter << 8 | (uint8_t)PyBytes_AS_STRING(m)[8 + b];
+        for (int b = 7; b >= 0; b--) counter = counter << 8 | h[8 + b];
         if (!replay_validate(replay, counter, limit)) { n_replayed++; continue; }
         authenticated++;
         received += PyBytes_GET_SIZE(m);
-        PyObject *plain = PyList_GET_ITEM(plains, i);
         Py_ssize_t plen = PyBytes_GET_SIZE(plain), length = -1;
         if (plen == 0) continue;  /* keepalive */
         data_received = 1;
@@ -684,11 +637,14 @@ static PyObject *fp_receive(PyObject *self, PyObject *args) {
             PyObject *source = PyBytes_FromStringAndSize(src, src_len);
             if (source == NULL) goto done;
             PyObject *verdict = PyObject_CallOneArg(allowed, source);
-            if (verdict == NULL) { Py_DECREF(source); goto done; }
-            int yes = PyObject_IsTrue(verdict);
-            Py_DECREF(verdict);
-            if (yes < 0) { Py_DECREF(source); goto done; }
-            if (!yes) { Py_DECREF(source); n_disallowed++; continue; }
+            int yes = verdict == NULL ? -1 : PyObject_IsTrue(verdict);
+            Py_XDECREF(verdict);
+            if (yes <= 0) {
+                Py_DECREF(source);
+                if (yes < 0) goto done;
+                n_disallowed++;
+                continue;
+            }
             Py_XSETREF(last_source, source);
         }
         if (length < plen) {  /* the padding goes: a new object of the inner length */
@@ -703,12 +659,53 @@ static PyObject *fp_receive(PyObject *self, PyObject *args) {
                            PyBool_FromLong(data_received), n_failed, n_replayed, n_invalid,
                            n_disallowed);
 done:
-    OPENSSL_cleanse(k, sizeof k);
-    PyMem_Free(ok);
+    Py_DECREF(packets);
+    Py_XDECREF(last_source);
+    return result;
+}
+
+static PyObject *fp_accept(PyObject *self, PyObject *args) {
+    PyObject *plains_arg, *seq, *replay, *allowed, *msgs = NULL, *plains = NULL, *result = NULL;
+    uint64_t limit;
+    if (!PyArg_ParseTuple(args, "OOO!O&O:accept", &plains_arg, &seq, &ReplayType, &replay,
+                          u64_arg, &limit, &allowed))
+        return NULL;
+    if ((msgs = bytes_tuple(seq, "datagrams")) == NULL) return NULL;
+    if ((plains = PySequence_List(plains_arg)) == NULL) goto done;
+    if (PyList_GET_SIZE(plains) != PyTuple_GET_SIZE(msgs)) {
+        PyErr_SetString(PyExc_ValueError, "one plaintext (or None) for each datagram");
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(plains); i++) {
+        PyObject *p = PyList_GET_ITEM(plains, i);
+        if (p != Py_None && !PyBytes_Check(p)) {
+            PyErr_SetString(PyExc_TypeError, "plaintexts must be bytes or None");
+            goto done;
+        }
+    }
+    result = accept_run(msgs, plains, (ReplayObject *)replay, limit, allowed);
+done:
+    Py_DECREF(msgs);
+    Py_XDECREF(plains);
+    return result;
+}
+
+static PyObject *fp_receive(PyObject *self, PyObject *args) {
+    Py_buffer key;
+    PyObject *seq, *replay, *allowed, *msgs = NULL, *plains = NULL, *result = NULL;
+    uint64_t limit;
+    if (!PyArg_ParseTuple(args, "y*OO!O&O:receive", &key, &seq, &ReplayType, &replay,
+                          u64_arg, &limit, &allowed))
+        return NULL;
+    PyObject *open_args = Py_BuildValue("(y#O)", key.buf, key.len, seq);
+    if (open_args == NULL) goto done;
+    plains = fp_open(self, open_args);
+    Py_DECREF(open_args);
+    if (plains == NULL || (msgs = bytes_tuple(seq, "datagrams")) == NULL) goto done;
+    result = accept_run(msgs, plains, (ReplayObject *)replay, limit, allowed);
+done:
     Py_XDECREF(msgs);
     Py_XDECREF(plains);
-    Py_XDECREF(packets);
-    Py_XDECREF(last_source);
     PyBuffer_Release(&key);
     return result;
 }
@@ -720,6 +717,9 @@ static PyMethodDef methods[] = {
      "open(key, messages) -> list of plaintexts, None where the tag does not verify"},
     {"split", fp_split, METH_VARARGS,
      "split(tun_read) -> IP packets of one TUN read with its virtio-net header"},
+    {"accept", fp_accept, METH_VARARGS,
+     "accept(plaintexts, messages, replay, limit, allowed) -> receive's result, for "
+     "messages already opened (plaintext None where the tag failed)"},
     {"receive", fp_receive, METH_VARARGS,
      "receive(key, messages, replay, limit, allowed) -> (packets, authenticated, "
      "received bytes, data received, (decryption failed, replayed, invalid, disallowed))"},

@@ -33,6 +33,7 @@ import subprocess
 import sys
 
 from wgpy import __version__
+from wgpy.constants import MAX_CRYPTO_WORKERS
 from wgpy.device import threads
 from wgpy.device.device import Device
 from wgpy.device.ipc import SocketInUse, UapiServer, listen
@@ -69,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_daemon(level)  # records of the `wgpy` loggers -> wireguard-go's lines, stdout
     try:
         switch = _switch_interval()
+        workers = _crypto_workers()
     except ValueError as exc:
         Logger(name, level).daemon.error("%s", exc)
         return EXIT_SETUP_FAILED
@@ -113,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         if keylog is not None:
             keylog.close()  # the background copy opens it again (it reads the same variable)
         return _daemonize([name], tun, uapi, log, metrics)
-    return _run(tun, uapi, log, switch, metrics, keylog)
+    return _run(tun, uapi, log, switch, metrics, keylog, workers)
 
 
 def _metrics_listener() -> socket.socket | None:
@@ -141,6 +143,19 @@ def _switch_interval() -> float:
     if not 0 < seconds <= 1:
         raise ValueError(f"WGPY_SWITCH={value[:32]!r} is not a number of seconds in (0, 1]")
     return seconds
+
+
+def _crypto_workers() -> int:
+    """WGPY_CRYPTO_WORKERS: threads that decrypt received batches beside the UDP reader
+    (1, the default: the UDP reader decrypts them itself). Used on the compiled batch path,
+    which releases the GIL while it decrypts; the pure-Python path always runs one."""
+    value = os.environ.get("WGPY_CRYPTO_WORKERS", "").strip()
+    if not value:
+        return 1
+    if not value.isdigit() or not 1 <= int(value) <= MAX_CRYPTO_WORKERS:
+        raise ValueError(f"WGPY_CRYPTO_WORKERS={value[:32]!r} is not a number of threads "
+                         f"from 1 to {MAX_CRYPTO_WORKERS}")
+    return int(value)
 
 
 def _fd_from_env(variable: str) -> int | None:
@@ -205,10 +220,11 @@ def _daemonize(args: list[str], tun: Tun, uapi: socket.socket, log: Logger,
 
 
 def _run(tun: Tun, uapi: socket.socket, log: Logger, switch: float = 0.005,
-         metrics: socket.socket | None = None, keylog: KeyLog | None = None) -> int:
+         metrics: socket.socket | None = None, keylog: KeyLog | None = None,
+         workers: int = 1) -> int:
     sys.setswitchinterval(switch)
     _set_process_title(tun.name)  # before the threads: each new thread inherits the name
-    device = Device(tun, Logger(tun.name, log.level), keylog)
+    device = Device(tun, Logger(tun.name, log.level), keylog, crypto_workers=workers)
     server = UapiServer(device, uapi)
 
     def on_signal(signum: int, _frame: object) -> None:

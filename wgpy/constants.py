@@ -99,6 +99,11 @@ MAX_QUEUED_PROVEN_HANDSHAKES = MAX_QUEUED_INCOMING_HANDSHAKES // 4  # mac2 valid
 UNDER_LOAD_THRESHOLD = MAX_QUEUED_INCOMING_HANDSHAKES // 8  # "under load" from this fill level
 UNDER_LOAD_AFTER = 1.0  # stay under load this long after the queue drains (wireguard-go)
 MAX_BATCH = 128  # packets per queue hand-off
+# Crypto workers (WGPY_CRYPTO_WORKERS, compiled batch path only): threads that decrypt
+# received batches while the UDP reader reads the next; each may have this many batches
+# waiting, then the reader waits for them (the socket's buffer holds the rest).
+MAX_CRYPTO_WORKERS = 16
+RX_JOBS_PER_WORKER = 2
 # A handshake message that finds the handshake queue empty is answered on the UDP reader
 # itself, saving a thread hand-off on the first packet's critical path; at most this many
 # a second (a token bucket), so a flood still goes through the queue and its under-load

@@ -10,6 +10,8 @@ while it encrypts or decrypts):
 - `receive(key, messages, replay, limit, allowed)`: a run of transport data under one
   keypair -> the IP packets for the TUN, with every check of the kernel's receive path in
   its order (decryption, the replay window `Replay`, inner length, allowed source);
+  `accept(plaintexts, messages, ...)` is its second half, for a run already opened (by a
+  crypto worker, outside the device lock);
 - `split(tun_read)`: one TUN read with its virtio-net header -> IP packets (a TSO
   super-packet's segments, or one packet with its checksum completed); ValueError when
   the header does not describe the packet;
@@ -39,8 +41,8 @@ from wgpy.constants import (
 )
 from wgpy.replay import ReplayFilter
 
-__all__ = ["NATIVE", "Replay", "seal", "open", "receive", "split", "coalesce", "py_seal",
-           "py_open", "py_receive", "py_split"]
+__all__ = ["NATIVE", "Replay", "seal", "open", "accept", "receive", "split", "coalesce",
+           "py_seal", "py_open", "py_accept", "py_receive", "py_split"]
 
 _HEADER = struct.Struct("<IIQ")
 _NONCE = struct.Struct("<4xQ")
@@ -77,47 +79,44 @@ def py_seal(key: bytes, receiver_index: int, counter: int, packets: Sequence[byt
     return out
 
 
-def py_open(key: bytes, messages: Sequence[bytes]) -> list[bytes | None]:
-    aead = ChaCha20Poly1305(key)
+def py_open(key: bytes, messages: Sequence[bytes],
+            aead: ChaCha20Poly1305 | None = None) -> list[bytes | None]:
+    decrypt = (aead or ChaCha20Poly1305(key)).decrypt
     out: list[bytes | None] = []
     for m in messages:
         if len(m) < TRANSPORT_HEADER_SIZE + _TAG_SIZE:
             out.append(None)
             continue
         try:
-            out.append(aead.decrypt(_NONCE.pack(_HEADER.unpack_from(m)[2]),
-                                    m[TRANSPORT_HEADER_SIZE:], None))
+            out.append(decrypt(_NONCE.pack(_HEADER.unpack_from(m)[2]),
+                               m[TRANSPORT_HEADER_SIZE:], None))
         except InvalidTag:
             out.append(None)
     return out
 
 
-def py_receive(key: bytes, messages: Sequence[bytes], replay: ReplayFilter, limit: int,
-               allowed: Callable[[bytes], bool], aead: ChaCha20Poly1305 | None = None
-               ) -> tuple[list[bytes], int, int, bool, tuple[int, int, int, int]]:
-    """A run of transport data messages under one keypair, in the kernel's order per
-    message: decrypt, replay check (`counter_validate`), inner IP length (the padding
-    trimmed), source address among the peer's allowed IPs (`allowed` asked only when the
-    source differs from the last allowed one). Returns (IP packets, authenticated,
-    bytes received, whether any data (not keepalive) authenticated, (decryption failed,
-    replayed, invalid inner packet, disallowed source))."""
-    decrypt = (aead or ChaCha20Poly1305(key)).decrypt
-    validate, unpack, nonce = replay.validate, _HEADER.unpack_from, _NONCE.pack
+def py_accept(plains: Sequence[bytes | None], messages: Sequence[bytes], replay: ReplayFilter,
+              limit: int, allowed: Callable[[bytes], bool]
+              ) -> tuple[list[bytes], int, int, bool, tuple[int, int, int, int]]:
+    """What follows decryption for a run of transport data messages under one keypair, per
+    message in the kernel's order: replay check (`counter_validate`), inner IP length (the
+    padding trimmed), source address among the peer's allowed IPs (`allowed` asked only
+    when the source differs from the last allowed one). `plains[i]` is the plaintext of
+    `messages[i]`, None where it did not authenticate. Returns (IP packets,
+    authenticated, bytes received, whether any data (not keepalive) authenticated,
+    (decryption failed, replayed, invalid inner packet, disallowed source))."""
+    if len(plains) != len(messages):
+        raise ValueError("one plaintext (or None) for each datagram")
+    validate, unpack = replay.validate, _HEADER.unpack_from
     packets: list[bytes] = []
     failed = replayed = invalid = disallowed = authenticated = received = 0
     data_received = False
     allowed_source = b""  # the last inner source address found to be the peer's
-    for data in messages:
-        if len(data) < TRANSPORT_HEADER_SIZE + _TAG_SIZE:
+    for plain, data in zip(plains, messages):
+        if plain is None or len(data) < TRANSPORT_HEADER_SIZE + _TAG_SIZE:
             failed += 1
             continue
-        counter = unpack(data)[2]
-        try:
-            plain = decrypt(nonce(counter), data[TRANSPORT_HEADER_SIZE:], None)
-        except InvalidTag:
-            failed += 1
-            continue
-        if not validate(counter, limit):
+        if not validate(unpack(data)[2], limit):
             replayed += 1
             continue
         authenticated += 1
@@ -149,6 +148,14 @@ def py_receive(key: bytes, messages: Sequence[bytes], replay: ReplayFilter, limi
             disallowed += 1
     return packets, authenticated, received, data_received, (failed, replayed, invalid,
                                                             disallowed)
+
+
+def py_receive(key: bytes, messages: Sequence[bytes], replay: ReplayFilter, limit: int,
+               allowed: Callable[[bytes], bool], aead: ChaCha20Poly1305 | None = None
+               ) -> tuple[list[bytes], int, int, bool, tuple[int, int, int, int]]:
+    """Decrypt a run of transport data messages under one keypair (with `aead` when given,
+    else a ChaCha20-Poly1305 of `key`), then `py_accept` them."""
+    return py_accept(py_open(key, messages, aead), messages, replay, limit, allowed)
 
 
 def _sum16(data: bytes | bytearray, acc: int = 0) -> int:
@@ -221,7 +228,8 @@ def py_split(read: bytes) -> list[bytes]:
     return out
 
 
-seal, open, receive, split = py_seal, py_open, py_receive, py_split  # noqa: A001
+seal, open, accept, receive, split = (  # noqa: A001
+    py_seal, py_open, py_accept, py_receive, py_split)
 coalesce: Callable[[list[bytes]], list[bytes]] | None = None  # compiled path only
 Replay: Callable[[], Any] = ReplayFilter  # the replay window `receive` takes
 NATIVE = False
@@ -231,8 +239,8 @@ if os.environ.get("WGPY_PURE_PYTHON", "") not in ("1", "true", "yes"):
     except ImportError:
         pass
     else:
-        seal, open, receive, split, coalesce = (  # noqa: A001
-            _fastpath.seal, _fastpath.open, _fastpath.receive, _fastpath.split,
-            _fastpath.coalesce)
+        seal, open, accept, receive, split, coalesce = (  # noqa: A001
+            _fastpath.seal, _fastpath.open, _fastpath.accept, _fastpath.receive,
+            _fastpath.split, _fastpath.coalesce)
         Replay = _fastpath.Replay
         NATIVE = True

@@ -265,7 +265,9 @@ class Bind:
                 j += 1  # a shorter last segment is allowed
         if j - i > 1:
             try:
-                sock.sendmsg([b"".join(datagrams[i:j])],
+                # The datagrams as the iovec, not joined: the kernel gathers them and cuts
+                # the whole at `size` (UDP_SEGMENT), wherever the buffers end.
+                sock.sendmsg(datagrams[i:j],
                              cmsg + [(SOL_UDP, UDP_SEGMENT, _SEGMENT.pack(size))], 0, endpoint)
                 return j
             except OSError as exc:

@@ -6,19 +6,21 @@ MAX_BATCH packets, drained until EAGAIN): route by allowed IPs -> per-peer stage
 (runs of equal-sized datagrams in one UDP GSO call). All of it is the core's
 `Peer.send_batch`, called once per peer per batch.
 
-Inbound, the `udp_reader` thread reads a batch (UDP GRO split) and classifies it: runs of
-transport data with one receiver index go through `Peer.consume_data_batch` (decryption,
-replay check, key confirmation, allowed-IPs source check) and on to the TUN in order;
-handshake messages go to the bounded handshake queue, whose fill level turns cookies on,
-and the `handshake` thread answers them. The `timers` thread runs the core's timers when
-they are due.
+Inbound (wgpy/device/inbound.py), the `udp_reader` thread reads a batch (UDP GRO split)
+and classifies it: runs of transport data with one receiver index go through
+`Peer.consume_data_batch` (decryption, replay check, key confirmation, allowed-IPs source
+check) and on to the TUN in order; handshake messages go to the bounded handshake queue,
+whose fill level turns cookies on, and the `handshake` thread answers them. The `timers`
+thread runs the core's timers when they are due.
 
-Why the crypto stages run on the reader threads instead of worker threads of their own:
-the AEAD calls hold the GIL, so a worker cannot encrypt while another does; it only adds
-a GIL hand-off between threads. Measured here with one iperf3 TCP stream, wgpy to wgpy:
-separate encryptor/decryptor threads fed by batch queues carried 240 Mbit/s, the same
-stages run inline on the reader threads 480-530 Mbit/s. Batching (one core call, one lock
-hold and one GSO send per batch) is what the hand-offs keep from the seed's design.
+Why the crypto stages run on the reader threads: on the pure-Python path the AEAD calls
+hold the GIL, so a worker cannot encrypt while another does; it only adds a GIL hand-off
+between threads (measured with one iperf3 TCP stream, wgpy to wgpy: separate
+encryptor/decryptor threads fed by batch queues carried 240 Mbit/s, the same stages inline
+480-530 Mbit/s). The compiled batch path (wgpy.fastpath) releases the GIL for a whole
+batch's AEAD, so there decryption may also run on crypto workers (`crypto_workers`,
+WGPY_CRYPTO_WORKERS) beside the reader. Batching (one core call, one lock hold and one GSO
+send per batch) is what the hand-offs keep from the seed's design.
 
 `lock` is the one lock of the sans-IO core (peers, keypairs, allowed IPs, index table);
 every thread takes it once per batch, never per packet.
@@ -45,26 +47,41 @@ import queue
 import select
 import socket
 import threading
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+from wgpy import fastpath
 from wgpy.constants import (
-    INLINE_HANDSHAKE_BURST, INLINE_HANDSHAKES_PER_SECOND, MAX_BATCH,
-    MAX_QUEUED_INCOMING_HANDSHAKES, MAX_QUEUED_PROVEN_HANDSHAKES, MESSAGE_COOKIE_REPLY,
+    INLINE_HANDSHAKE_BURST,
+    INLINE_HANDSHAKES_PER_SECOND,
+    MAX_BATCH,
+    MAX_QUEUED_INCOMING_HANDSHAKES,
+    MAX_QUEUED_PROVEN_HANDSHAKES,
+    MESSAGE_COOKIE_REPLY,
     MESSAGE_INITIATION,
-    MESSAGE_RESPONSE, MESSAGE_TRANSPORT, TRANSPORT_MIN_SIZE, UDP_RECEIVE_RETRIES,
-    UDP_RECEIVE_RETRY_PAUSE,
+    MESSAGE_RESPONSE,
+    MESSAGE_TRANSPORT,
+    RX_JOBS_PER_WORKER,
 )
 from wgpy.crypto import b64
 from wgpy.device import clock, threads
 from wgpy.device.bind import Bind, Endpoint, Local, SendError
 from wgpy.device.keylog import KeyLog
 from wgpy.device.log import VERBOSE, Logger
+from wgpy.device.inbound import Inbound, _RxJob
 from wgpy.device.tun import Tun
-from wgpy.messages import TRANSPORT_HEADER, classify
-from wgpy.noise.actions import Action, ClearEndpointSource, Drop, DropReason, Schedule
-from wgpy.noise.actions import SendBatch, SendDatagram, WriteToTun, send_failure_reason
+from wgpy.noise.actions import (
+    Action,
+    ClearEndpointSource,
+    Drop,
+    DropReason,
+    Schedule,
+    SendBatch,
+    SendDatagram,
+    WriteToTun,
+    send_failure_reason,
+)
 from wgpy.noise.cookie import MacState
 from wgpy.noise.interface import Interface
 from wgpy.noise.peer import Peer
@@ -73,12 +90,6 @@ from wgpy.routemtu import Route, RouteMTUs
 
 __all__ = ["Device"]
 
-_TRANSPORT_WORD = MESSAGE_TRANSPORT.to_bytes(4, "little")
-# Receive errors worth retrying: what Go's net.Error calls Temporary() (syscall.Errno:
-# EINTR, EMFILE, ENFILE and the timeouts; net.OpError adds ECONNRESET, ECONNABORTED).
-_TRANSIENT = frozenset((errno.EINTR, errno.EMFILE, errno.ENFILE, errno.EAGAIN, errno.ETIMEDOUT,
-                        errno.ECONNRESET, errno.ECONNABORTED))
-_FAMILY = {"AF_INET": "v4", "AF_INET6": "v6"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,12 +125,16 @@ class _Waker:
         os.close(self.w)
 
 
-class Device:
-    """Owns the TUN, the UDP sockets, the core and the threads that join them."""
+class Device(Inbound):
+    """Owns the TUN, the UDP sockets, the core and the threads that join them (the receive
+    path's methods are in wgpy/device/inbound.py)."""
 
-    def __init__(self, tun: Tun, log: Logger, keylog: KeyLog | str | None = None) -> None:
+    def __init__(self, tun: Tun, log: Logger, keylog: KeyLog | str | None = None,
+                 crypto_workers: int = 1) -> None:
         """`keylog`: a key log for Wireshark (an open one, or a path to open: KeyLogError
-        if it cannot be), appended to at each handshake; see wgpy.device.keylog."""
+        if it cannot be), appended to at each handshake; see wgpy.device.keylog.
+        `crypto_workers`: threads that decrypt received batches (see `_decrypt_batch`);
+        on the pure-Python path always one, the UDP reader itself."""
         self.tun = tun
         self.log = log
         # The sans-IO core and everything in it (peers, keypairs, allowed IPs, index).
@@ -174,6 +189,16 @@ class Device:
                 self.keylog.close()
             raise
         self._wake_tun, self._wake_udp, self._stopping = wakers
+        # Received batches in arrival order, each decrypted by a crypto worker and then
+        # delivered (replay check, TUN write) in that order by whichever worker finds it
+        # first in line and done; `_rx_order_lock` guards the deque, `_rx_deliver_lock`
+        # makes one worker at a time deliver.
+        self.crypto_workers = crypto_workers if fastpath.NATIVE else 1
+        self._rx_jobs: queue.Queue[_RxJob | None] = queue.Queue(
+            RX_JOBS_PER_WORKER * self.crypto_workers)
+        self._rx_order: deque[_RxJob] = deque()
+        self._rx_order_lock = threading.Lock()
+        self._rx_deliver_lock = threading.Lock()
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -184,6 +209,9 @@ class Device:
         for name, body in (("tun_reader", self._tun_reader), ("udp_reader", self._udp_reader),
                            ("handshake", self._handshake_worker), ("timers", self._timers)):
             self.spawn(name, body)
+        if self.crypto_workers > 1:
+            for i in range(self.crypto_workers):
+                self.spawn(f"decrypt_{i + 1}", self._crypto_worker)
 
     def spawn(self, name: str, body: Callable[[], None]) -> None:
         """Run `body` in a thread named `name`; if it fails, the device stops, loudly."""
@@ -215,6 +243,12 @@ class Device:
                 self._handshake_q.put_nowait(None)  # wakes the handshake worker
             except queue.Full:
                 pass  # then it is busy: it sees the stop flag after the item in hand
+            if self.crypto_workers > 1:
+                for _ in range(self.crypto_workers):
+                    try:
+                        self._rx_jobs.put_nowait(None)  # wakes a crypto worker
+                    except queue.Full:
+                        break  # then they are busy and see the stop flag next
 
     def close(self) -> None:
         """Stop and drain the threads, then release the sockets and the TUN."""
@@ -414,148 +448,17 @@ class Device:
 
     def _encrypt_batch(self, packets: list[bytes]) -> None:
         """Route, stage, assign nonces, encrypt and send, in order per peer."""
-        route = self.iface.route
-        by_peer: dict[Peer, list[bytes]] = {}
         actions: list[Action] = []
-        no_route = 0
         with self.lock:
             now = self.core_now()  # sending may start a handshake
             up = self.is_up
-            for packet in packets:
-                peer = route(packet)
-                if peer is None:
-                    no_route += 1
-                    continue
-                group = by_peer.get(peer)
-                if group is None:
-                    by_peer[peer] = [packet]
-                else:
-                    group.append(packet)
+            by_peer, no_route = self.iface.route_batch(packets)
             for peer, group in by_peer.items():
                 # Not up yet as far as netlink told us: stage, sent by `set_up(True)`.
                 actions += peer.send_batch(group, now) if up else peer.stage_batch(group)
         if no_route:
             self._drop(DropReason.NO_ROUTE, no_route)
         self.execute(actions)
-
-    def _udp_reader(self) -> None:
-        failing: dict[object, tuple[int, float]] = {}  # socket -> (errors in a row, resume at)
-        while not self.stopped.is_set():
-            self._bind_changed.clear()
-            socks: dict[int, socket.socket] = {s.fileno(): s for s in self.bind.sockets}
-            timeout = None
-            if failing:
-                socks, timeout = self._not_resting(socks, failing)
-            ready = self._wait_readable(list(socks), self._wake_udp, timeout)
-            if self._bind_changed.is_set():
-                continue
-            for fd in ready:
-                sock = socks[fd]
-                try:
-                    batch = self.bind.recv_batch(sock, MAX_BATCH)  # type: ignore[arg-type]
-                except OSError as exc:
-                    if self._bind_changed.is_set() or exc.errno == errno.EBADF:
-                        break
-                    self._receive_failed(sock, exc, failing)
-                    continue
-                if failing:
-                    failing.pop(sock, None)
-                if batch:
-                    self._decrypt_batch(batch)
-
-    @staticmethod
-    def _not_resting(socks: dict[int, socket.socket],
-                     failing: dict[object, tuple[int, float]]
-                     ) -> tuple[dict[int, socket.socket], float | None]:
-        """The sockets to read now (not pausing after an error, not given up on) and how long
-        to wait before one resumes (None: none will); forgets the sockets a rebind replaced."""
-        for sock in [s for s in failing if s not in socks.values()]:
-            del failing[sock]
-        now = clock.now()
-        resume_at = float("inf")
-        live = {}
-        for fd, sock in socks.items():
-            resume = failing.get(sock, (0, 0.0))[1]
-            if resume <= now:
-                live[fd] = sock
-            else:
-                resume_at = min(resume_at, resume)
-        return live, None if resume_at == float("inf") else resume_at - now
-
-    def _receive_failed(self, sock: object, exc: OSError,
-                        failing: dict[object, tuple[int, float]]) -> None:
-        """wireguard-go's receive routine: a transient error pauses that socket for
-        UDP_RECEIVE_RETRY_PAUSE, up to UDP_RECEIVE_RETRIES times in a row (a datagram read
-        resets the count); after that, or at once for any other error, the socket is not read
-        again until the next rebind. The device goes on (sending, the other family)."""
-        family = _FAMILY.get(getattr(getattr(sock, "family", None), "name", ""), "?")
-        errors = failing.get(sock, (0, 0.0))[0]
-        self.log.verbose("Failed to receive %s packet: %s", family, exc.strerror or exc)
-        if exc.errno in _TRANSIENT and errors < UDP_RECEIVE_RETRIES:
-            failing[sock] = (errors + 1, clock.now() + UDP_RECEIVE_RETRY_PAUSE)
-            return
-        failing[sock] = (errors + 1, float("inf"))
-        self.log.error("UDP receive %s stopped after %d errors in a row (%s) until the next "
-                       "rebind", family, errors + 1, exc.strerror or exc)
-
-    def _decrypt_batch(self, batch: list[tuple[bytes, Endpoint, Local | None]]) -> None:
-        """Classify; decrypt transport data in runs per (receiver index, source) and write
-        it to the TUN in order; queue handshake messages for the handshake worker."""
-        unpack = TRANSPORT_HEADER.unpack_from
-        packets: list[bytes] = []
-        actions: list[Action | _Reply] = []
-        run: list[bytes] = []
-        run_key: tuple[int, Endpoint] | None = None
-        local: Local | None = None
-        invalid = 0
-        with self.lock:
-            if not self.is_up:  # kernel wg_stop closed its sockets: nothing gets in
-                self._drop(DropReason.INTERFACE_DOWN, len(batch))
-                return
-            now = self.core_now()  # handshakes complete here, and a rekey may start
-            for data, src, here in batch:
-                if data[:4] != _TRANSPORT_WORD or len(data) < TRANSPORT_MIN_SIZE:
-                    if classify(data) is None:
-                        invalid += 1  # junk never takes a handshake queue slot
-                        continue
-                    with self.counters_lock:
-                        self.handshakes_received[data[0]] += 1
-                    if self._may_answer_inline(now):
-                        if run_key is not None:  # in arrival order: data before it first
-                            self._consume_run(run_key, run, local, now, packets, actions)
-                            run, run_key = [], None
-                        actions += self._handshake(data, src, here, now, False)
-                        continue
-                    self._queue_handshake(data, src, here, now, actions)
-                    continue
-                key = (unpack(data)[1], src)
-                if key != run_key and run_key is not None:
-                    self._consume_run(run_key, run, local, now, packets, actions)
-                    run = []
-                run_key, local = key, here
-                run.append(data)
-            if run_key is not None:
-                self._consume_run(run_key, run, local, now, packets, actions)
-        if invalid:
-            self._drop(DropReason.INVALID_MESSAGE, invalid)
-        if packets:
-            self._write_tun(packets)
-        self.execute(actions)
-
-    def _consume_run(self, run_key: tuple[int, Endpoint], run: list[bytes],
-                     local: Local | None, now: float, packets: list[bytes],
-                     actions: list[Action | _Reply]) -> None:
-        """Transport data with one receiver index from one source, in arrival order."""
-        entry = self.iface.index.get(run_key[0])
-        if entry is None or entry[1] is None:
-            self._drop(DropReason.UNKNOWN_INDEX, len(run))
-            return
-        peer, src = entry[0], run_key[1]
-        got, more, authenticated = peer.consume_data_batch(entry[1], run, src, now)
-        packets += got
-        actions += more
-        if authenticated:  # kernel: wg_socket_set_peer_endpoint only after counter_validate
-            self.bind.remember_source(src, local)
 
     def _queue_handshake(self, data: bytes, src: Endpoint, here: Local | None,
                          now: float, actions: list[Action | _Reply]) -> None:

@@ -142,6 +142,33 @@ class Interface:
         dst = packet[16:20] if version == 4 else packet[24:40] if version == 6 else b""
         return self.allowed_ips.lookup(dst)
 
+    def route_batch(self, packets: list[bytes]) -> tuple[dict[Peer, list[bytes]], int]:
+        """`route` for a batch read from the TUN: the packets of each peer, in order, and how
+        many have no peer. Consecutive packets to one destination (the segments of a TSO
+        read, a stream's packets) are looked up once."""
+        by_peer: dict[Peer, list[bytes]] = {}
+        lookup = self.allowed_ips.lookup
+        last_dst: bytes | None = None
+        peer: Peer | None = None
+        no_route = 0
+        for packet in packets:
+            if len(packet) < 20:
+                no_route += 1
+                continue
+            version = packet[0] >> 4
+            dst = packet[16:20] if version == 4 else packet[24:40] if version == 6 else b""
+            if dst != last_dst:
+                peer, last_dst = lookup(dst), dst
+            if peer is None:
+                no_route += 1
+                continue
+            group = by_peer.get(peer)
+            if group is None:
+                by_peer[peer] = [packet]
+            else:
+                group.append(packet)
+        return by_peer, no_route
+
     def send(self, packet: bytes, now: float) -> list[Action]:
         """Route an IP packet read from the TUN to its peer."""
         if len(packet) < 20:

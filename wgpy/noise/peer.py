@@ -135,8 +135,12 @@ class Peer:
         out: list[Action] = []
         size = MAX_STAGED_PACKETS
         for start in range(0, len(packets), size):
-            for packet in packets[start:start + size]:
-                self._stage(packet, out)
+            chunk = packets[start:start + size] if len(packets) > size else packets
+            if self.staged:
+                for packet in chunk:
+                    self._stage(packet, out)  # the oldest go first when it is full
+            else:
+                self.staged.extend(chunk)  # fits: a chunk is at most the queue's size
             self._send_staged(now, out)
         return self._done(out, before)
 
@@ -311,14 +315,16 @@ class Peer:
         return [WriteToTun(packet) for packet in packets] + out
 
     def consume_data_batch(self, keypair: Keypair, datagrams: list[bytes], src: Endpoint,
-                           now: float) -> tuple[list[bytes], list[Action], int]:
+                           now: float, plains: list[bytes | None] | None = None
+                           ) -> tuple[list[bytes], list[Action], int]:
         """`consume_data` for many datagrams under one keypair from one source: the same
         checks per packet, the bookkeeping (roaming, key confirmation, timers) once.
 
         Returns (IP packets for the TUN, in order; other actions; how many datagrams
         authenticated and passed the replay check). Only a run with at least one such
         datagram may move the endpoint or its sticky source address: a forged or replayed
-        datagram spoofed from the peer's address must move nothing.
+        datagram spoofed from the peer's address must move nothing. `plains`: the
+        datagrams already decrypted (None where the tag failed), by a crypto worker.
         """
         if not keypair.can_receive(now):
             keypair.receiving_valid = False
@@ -327,7 +333,11 @@ class Peer:
         # Decryption, the replay check and the inner packet's checks, per packet in the
         # kernel's order: one compiled call per run (GIL released while it decrypts), or
         # its pure-Python twin.
-        if fastpath.NATIVE:
+        if plains is not None:
+            packets, authenticated, received, data_received, counts = fastpath.accept(
+                plains, datagrams, keypair.replay, REJECT_AFTER_MESSAGES,
+                lambda source: lookup(source) is self)
+        elif fastpath.NATIVE:
             packets, authenticated, received, data_received, counts = fastpath.receive(
                 keypair.recv_key, datagrams, keypair.replay, REJECT_AFTER_MESSAGES,
                 lambda source: lookup(source) is self)
