@@ -264,8 +264,9 @@ def test_device_writes_the_key_log_of_its_handshakes(
     says a key log is written without showing any key."""
     files = {name: tmp_path / f"{name}.keys" for name in ("wgka", "wgkb")}
 
-    def device(tun: object, log: Logger) -> Device:
-        return Device(tun, log, keylog=str(files[tun.name]))  # type: ignore[attr-defined]
+    def device(tun: object, log: Logger, crypto_workers: int = 1) -> Device:
+        return Device(tun, log, keylog=str(files[tun.name]),  # type: ignore[attr-defined]
+                      crypto_workers=crypto_workers)
 
     monkeypatch.setattr(test_device, "Device", device)
     a, b = test_device.Node("wgka", tmp_path), test_device.Node("wgkb", tmp_path)
