@@ -231,6 +231,13 @@ def one_batch(rng: random.Random, native: ModuleType) -> list[str]:
     if _outcome(native.split, read) != _outcome(fastpath.py_split, read):
         diffs.append(f"split differs: {read[:10].hex()} + {len(read) - 10} bytes")
     diffs += receive_case(rng, native)
+    # runs: datagrams of a GRO receive cut at the segment size
+    received = b"".join(rng.choice(sealed + [b"\x01" * 148, b"\x04\0\0\0" + bytes(20),
+                                             b"\x04\0\0\0\x09\0\0\0" + bytes(140)])
+                        for _ in range(rng.randint(0, 30)) if sealed) or rng.randbytes(100)
+    segment = rng.choice([len(received) or 1, 148, 32, 1452, rng.randint(1, 200)])
+    if _outcome(native.runs, received, segment) != _outcome(fastpath.py_runs, received, segment):
+        diffs.append(f"runs differs: segment {segment}, {len(received)} bytes")
     packets = coalesce_batch(rng)
     want = [b"".join(bytes(b) for b in w) for w in py_coalesce(packets)]
     if native.coalesce(packets) != want:

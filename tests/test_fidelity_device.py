@@ -1,7 +1,8 @@
 """Issue 8 in the device: sticky source addresses, link down, tx_bytes, without root.
 
 The device is driven without its threads: the test hands its UDP reader's batches to
-`_decrypt_batch` with the local address each "arrived on", and runs its timers by hand. Its
+`_decrypt_batch` (runs, as `Bind.recv_runs` makes them) with the local address each
+"arrived on", and runs its timers by hand. Its
 UDP sockets are real (0.0.0.0 and :: on a random port), and the remote peer is a sans-IO
 core behind a test socket on 127.0.0.1, so the source address of every datagram the device
 sends is seen on the wire: all of 127.0.0.0/8 is local, so 127.0.0.2 is a second address
@@ -19,7 +20,7 @@ import pytest
 
 from fakes import FakeTun
 from helpers import ipv4, sent
-from wgpy import crypto
+from wgpy import crypto, fastpath
 from wgpy.constants import INITIATION_SIZE, MESSAGE_COOKIE_REPLY, REKEY_TIMEOUT
 from uapi.operations import PeerEndpoint, PeerPublicKey
 from wgpy.device import clock
@@ -66,7 +67,8 @@ class Rig:
 
     def arrive(self, data: bytes, local: tuple[bytes, int] = L1) -> None:
         """`data` from the remote reaches the device on its local address `local`."""
-        self.device._decrypt_batch([(data, self.src, local)])
+        ((index, datagrams),) = fastpath.runs(data, len(data) or 1) or [(-1, [data])]
+        self.device._decrypt_batch([(index, datagrams, self.src, local)])
 
     def recv(self) -> tuple[bytes, str]:
         """The next datagram the device sent the remote, and the address it left from."""

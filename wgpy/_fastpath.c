@@ -11,6 +11,8 @@ interpreter and, with the GIL released, runs beside the other threads:
 - open(): a batch of transport data messages under one key -> plaintexts, None where the
   tag does not verify. The replay check and the inner-packet checks stay in Python: they
   run after authentication, on the counters the caller reads from the headers.
+- runs(): one UDP receive (GRO: datagrams of one source cut at the segment size) -> runs
+  of transport data messages with one receiver index, other datagrams alone.
 - split(): one TUN read with its virtio-net header -> IP packets. A GSO_TCPV4/TCPV6
   super-packet (TUNSETOFFLOAD TSO) becomes MSS-sized segments with their headers fixed as
   the kernel's tcp_gso_segment fixes them (IPv4 total length, ID + i and header checksum;
@@ -73,18 +75,32 @@ static inline void put_be32(uint8_t *p, uint32_t v) {
 static inline uint16_t get_le16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
 
 /* RFC 1071 one's complement sum of big-endian 16-bit words, not yet folded. */
-static uint64_t sum16(const uint8_t *p, size_t n, uint64_t acc) {
-    while (n >= 8) {
-        acc += (uint64_t)get_be16(p) + get_be16(p + 2) + get_be16(p + 4) + get_be16(p + 6);
-        p += 8; n -= 8;
-    }
-    while (n >= 2) { acc += get_be16(p); p += 2; n -= 2; }
-    if (n) acc += (uint64_t)p[0] << 8;
-    return acc;
-}
 static inline uint16_t fold(uint64_t acc) {
     while (acc >> 16) acc = (acc & 0xFFFF) + (acc >> 16);
     return (uint16_t)acc;
+}
+/* RFC 1071 one's complement sum of big-endian 16-bit words, added to `acc`, not yet
+   folded. The words are summed 32 bits at a time in the machine's byte order, folded,
+   and the result put in network order: the sum commutes with swapping bytes (RFC 1071
+   section 2(B)). */
+static uint64_t sum16(const uint8_t *p, size_t n, uint64_t acc) {
+    uint64_t s = 0;
+    uint32_t w32;
+    uint16_t w16;
+    for (; n >= 16; p += 16, n -= 16) {
+        uint32_t a, b, c, d;
+        memcpy(&a, p, 4); memcpy(&b, p + 4, 4); memcpy(&c, p + 8, 4); memcpy(&d, p + 12, 4);
+        s += (uint64_t)a + b + c + d;
+    }
+    for (; n >= 4; p += 4, n -= 4) { memcpy(&w32, p, 4); s += w32; }
+    if (n >= 2) { memcpy(&w16, p, 2); s += w16; p += 2; n -= 2; }
+    uint8_t last[2] = {n ? p[0] : 0, 0};  /* an odd last byte: the high byte of a word */
+    memcpy(&w16, last, 2);
+    s += w16;
+    uint16_t folded = fold(s), one = 1;
+    uint8_t low_first;
+    memcpy(&low_first, &one, 1);
+    return acc + (low_first ? (uint16_t)(folded >> 8 | folded << 8) : folded);
 }
 
 /* kernel send.c calculate_skb_padding, as wgpy.noise.peer.padding_for. */
@@ -391,12 +407,18 @@ static int segment_csum_ok(const uint8_t *p, size_t n, size_t ip) {
     return fold(sum16(p + 40, n - 40, sum16(p + 8, 32, 6 + n - 40))) == 0xFFFF;
 }
 
+/* A copy the coalescer defers until the GIL is released: the output objects are ours
+   alone until returned, the inputs are kept alive by the caller's tuple. */
+typedef struct { uint8_t *dst; const uint8_t *src; size_t len; } copy_job;
+
 typedef struct {
     PyObject *out;
     PyObject *const *items;
     Py_ssize_t first, count;  /* the open group: items[first .. first + count) */
     size_t ip, tcp, mss, total;
     int psh;
+    copy_job *copies;
+    size_t ncopies;
 } coalescer;
 
 static int emit_alone(coalescer *c, Py_ssize_t i) {
@@ -405,7 +427,8 @@ static int emit_alone(coalescer *c, Py_ssize_t i) {
     PyObject *w = PyBytes_FromStringAndSize(NULL, VNET_HDR_SIZE + n);
     if (w == NULL) return -1;
     memset(PyBytes_AS_STRING(w), 0, VNET_HDR_SIZE);
-    memcpy(PyBytes_AS_STRING(w) + VNET_HDR_SIZE, PyBytes_AS_STRING(p), n);
+    c->copies[c->ncopies++] = (copy_job){(uint8_t *)PyBytes_AS_STRING(w) + VNET_HDR_SIZE,
+                                         (const uint8_t *)PyBytes_AS_STRING(p), (size_t)n};
     int r = PyList_Append(c->out, w);
     Py_DECREF(w);
     return r;
@@ -444,7 +467,8 @@ static int flush(coalescer *c) {
     for (Py_ssize_t i = c->first; i < c->first + count; i++) {
         PyObject *p = c->items[i];
         size_t len = (size_t)PyBytes_GET_SIZE(p) - hdr;
-        memcpy(o + at, PyBytes_AS_STRING(p) + hdr, len);
+        c->copies[c->ncopies++] = (copy_job){o + at, (const uint8_t *)PyBytes_AS_STRING(p) + hdr,
+                                             len};
         at += len;
     }
     int r = PyList_Append(c->out, w);
@@ -455,10 +479,22 @@ static int flush(coalescer *c) {
 static PyObject *fp_coalesce(PyObject *self, PyObject *arg) {
     PyObject *packets = bytes_tuple(arg, "packets");
     if (packets == NULL) return NULL;
-    coalescer c = {PyList_New(0), &PyTuple_GET_ITEM(packets, 0), 0, 0, 0, 0, 0, 0, 0};
+    Py_ssize_t n_packets = PyTuple_GET_SIZE(packets);
+    coalescer c = {NULL, &PyTuple_GET_ITEM(packets, 0), 0, 0, 0, 0, 0, 0, 0, NULL, 0};
+    char *ok = PyMem_Calloc(n_packets ? n_packets : 1, 1);  /* checksums verify */
+    c.copies = PyMem_Calloc(n_packets ? n_packets : 1, sizeof(copy_job));
     uint32_t next_seq = 0;
-    if (c.out == NULL) goto fail;
-    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(packets); i++) {
+    if (ok == NULL || c.copies == NULL) { PyErr_NoMemory(); goto fail; }
+    /* The checksums, the costly part, with the GIL released. */
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n_packets; i++) {
+        const uint8_t *p = (const uint8_t *)PyBytes_AS_STRING(c.items[i]);
+        size_t n = (size_t)PyBytes_GET_SIZE(c.items[i]), ip, tcp, payload;
+        ok[i] = tcp_info(p, n, &ip, &tcp, &payload) && segment_csum_ok(p, n, ip);
+    }
+    Py_END_ALLOW_THREADS
+    if ((c.out = PyList_New(0)) == NULL) goto fail;
+    for (Py_ssize_t i = 0; i < n_packets; i++) {
         const uint8_t *p = (const uint8_t *)PyBytes_AS_STRING(c.items[i]);
         size_t n = (size_t)PyBytes_GET_SIZE(c.items[i]), ip, tcp, payload;
         if (!tcp_info(p, n, &ip, &tcp, &payload)) {
@@ -471,12 +507,11 @@ static PyObject *fp_coalesce(PyObject *self, PyObject *arg) {
             if (seq == next_seq && payload <= c.mss && ip == c.ip && tcp == c.tcp
                     && c.total + payload <= MAX_SUPER && c.count < MAX_GROUP
                     && same_flow(p, first, ip, tcp)) {
-                if (c.count == 1 && !segment_csum_ok(
-                        first, (size_t)PyBytes_GET_SIZE(c.items[c.first]), c.ip)) {
+                if (c.count == 1 && !ok[c.first]) {
                     if (flush(&c) < 0) goto fail;  /* alone, for the kernel to drop */
                 }
                 if (c.count) {
-                    if (!segment_csum_ok(p, n, ip)) {
+                    if (!ok[i]) {
                         if (flush(&c) < 0 || emit_alone(&c, i) < 0) goto fail;
                         continue;
                     }
@@ -496,12 +531,69 @@ static PyObject *fp_coalesce(PyObject *self, PyObject *arg) {
         if (c.psh && flush(&c) < 0) goto fail;
     }
     if (flush(&c) < 0) goto fail;
+    /* The payloads, with the GIL released again. */
+    Py_BEGIN_ALLOW_THREADS
+    for (size_t j = 0; j < c.ncopies; j++) memcpy(c.copies[j].dst, c.copies[j].src, c.copies[j].len);
+    Py_END_ALLOW_THREADS
+    PyMem_Free(ok);
+    PyMem_Free(c.copies);
     Py_DECREF(packets);
     return c.out;
 fail:
+    PyMem_Free(ok);
+    PyMem_Free(c.copies);
     Py_XDECREF(c.out);
     Py_DECREF(packets);
     return NULL;
+}
+
+/* --- runs: one UDP receive (GRO) into runs of transport data (the UDP reader) --- */
+
+/* A GRO receive holds datagrams of one source cut at `segment` bytes (the last one may
+   be shorter). Consecutive transport data messages (type 4, at least a header and a tag)
+   with one receiver index make a run, (index, [datagrams]); any other datagram stands
+   alone, (-1, [datagram]), for the handshake path to classify. */
+static PyObject *fp_runs(PyObject *self, PyObject *args) {
+    Py_buffer buf;
+    Py_ssize_t segment;
+    PyObject *out = NULL, *run = NULL;
+    long run_index = -2;
+    if (!PyArg_ParseTuple(args, "y*n:runs", &buf, &segment)) return NULL;
+    if (segment <= 0) {
+        PyErr_SetString(PyExc_ValueError, "segment size must be positive");
+        goto done;
+    }
+    if ((out = PyList_New(0)) == NULL) goto done;
+    for (Py_ssize_t at = 0; at < buf.len; at += segment) {
+        Py_ssize_t len = buf.len - at < segment ? buf.len - at : segment;
+        const uint8_t *d = (const uint8_t *)buf.buf + at;
+        PyObject *datagram = PyBytes_FromStringAndSize((const char *)d, len);
+        if (datagram == NULL) { Py_CLEAR(out); goto done; }
+        long index = -1;
+        if (len >= HEADER_SIZE + TAG_SIZE && d[0] == MESSAGE_TRANSPORT && !d[1] && !d[2] && !d[3])
+            index = (long)((uint32_t)d[4] | (uint32_t)d[5] << 8 | (uint32_t)d[6] << 16
+                           | (uint32_t)d[7] << 24);
+        if (index >= 0 && index == run_index) {
+            int r = PyList_Append(run, datagram);
+            Py_DECREF(datagram);
+            if (r < 0) { Py_CLEAR(out); goto done; }
+            continue;
+        }
+        run = PyList_New(1);
+        if (run == NULL) { Py_DECREF(datagram); Py_CLEAR(out); goto done; }
+        PyList_SET_ITEM(run, 0, datagram);
+        PyObject *item = Py_BuildValue("(lN)", index, run);  /* the tuple owns the run */
+        if (item == NULL || PyList_Append(out, item) < 0) {
+            Py_XDECREF(item);
+            Py_CLEAR(out);
+            goto done;
+        }
+        Py_DECREF(item);
+        run_index = index;
+    }
+done:
+    PyBuffer_Release(&buf);
+    return out;
 }
 
 /* --- Replay: the RFC 6479 window (wgpy.replay.ReplayFilter), for receive() --- */
@@ -717,6 +809,8 @@ static PyMethodDef methods[] = {
      "open(key, messages) -> list of plaintexts, None where the tag does not verify"},
     {"split", fp_split, METH_VARARGS,
      "split(tun_read) -> IP packets of one TUN read with its virtio-net header"},
+    {"runs", fp_runs, METH_VARARGS,
+     "runs(received, segment) -> [(receiver index, [datagrams]) or (-1, [datagram])]"},
     {"accept", fp_accept, METH_VARARGS,
      "accept(plaintexts, messages, replay, limit, allowed) -> receive's result, for "
      "messages already opened (plaintext None where the tag failed)"},

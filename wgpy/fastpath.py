@@ -12,6 +12,8 @@ while it encrypts or decrypts):
   its order (decryption, the replay window `Replay`, inner length, allowed source);
   `accept(plaintexts, messages, ...)` is its second half, for a run already opened (by a
   crypto worker, outside the device lock);
+- `runs(received, segment)`: one UDP receive (GRO) -> runs of transport data with one
+  receiver index, other datagrams alone;
 - `split(tun_read)`: one TUN read with its virtio-net header -> IP packets (a TSO
   super-packet's segments, or one packet with its checksum completed); ValueError when
   the header does not describe the packet;
@@ -41,8 +43,8 @@ from wgpy.constants import (
 )
 from wgpy.replay import ReplayFilter
 
-__all__ = ["NATIVE", "Replay", "seal", "open", "accept", "receive", "split", "coalesce",
-           "py_seal", "py_open", "py_accept", "py_receive", "py_split"]
+__all__ = ["NATIVE", "Replay", "seal", "open", "accept", "receive", "runs", "split",
+           "coalesce", "py_seal", "py_open", "py_accept", "py_receive", "py_runs", "py_split"]
 
 _HEADER = struct.Struct("<IIQ")
 _NONCE = struct.Struct("<4xQ")
@@ -52,6 +54,7 @@ _F_NEEDS_CSUM = 1
 _GSO_NONE, _GSO_TCPV4, _GSO_TCPV6, _GSO_ECN = 0, 1, 4, 0x80
 _FIN, _PSH, _CWR = 0x01, 0x08, 0x80
 _TAG_SIZE = 16
+_TRANSPORT_WORD = MESSAGE_TRANSPORT.to_bytes(4, "little")
 MAX_SEGMENTS = 1024
 
 
@@ -92,6 +95,29 @@ def py_open(key: bytes, messages: Sequence[bytes],
                                m[TRANSPORT_HEADER_SIZE:], None))
         except InvalidTag:
             out.append(None)
+    return out
+
+
+def py_runs(received: bytes | memoryview, segment: int) -> list[tuple[int, list[bytes]]]:
+    """One UDP receive (GRO: datagrams of one source cut at `segment` bytes) as runs:
+    consecutive transport data messages with one receiver index together, (index,
+    [datagrams]); any other datagram alone, (-1, [datagram])."""
+    if segment <= 0:
+        raise ValueError("segment size must be positive")
+    out: list[tuple[int, list[bytes]]] = []
+    run: list[bytes] = []
+    run_index = -2
+    for at in range(0, len(received), segment):
+        data = bytes(received[at:at + segment])
+        index = -1
+        if data[:4] == _TRANSPORT_WORD and len(data) >= TRANSPORT_HEADER_SIZE + _TAG_SIZE:
+            index = int.from_bytes(data[4:8], "little")
+            if index == run_index:
+                run.append(data)
+                continue
+        run = [data]
+        out.append((index, run))
+        run_index = index
     return out
 
 
@@ -228,8 +254,8 @@ def py_split(read: bytes) -> list[bytes]:
     return out
 
 
-seal, open, accept, receive, split = (  # noqa: A001
-    py_seal, py_open, py_accept, py_receive, py_split)
+seal, open, accept, receive, split, runs = (  # noqa: A001
+    py_seal, py_open, py_accept, py_receive, py_split, py_runs)
 coalesce: Callable[[list[bytes]], list[bytes]] | None = None  # compiled path only
 Replay: Callable[[], Any] = ReplayFilter  # the replay window `receive` takes
 NATIVE = False
@@ -239,8 +265,8 @@ if os.environ.get("WGPY_PURE_PYTHON", "") not in ("1", "true", "yes"):
     except ImportError:
         pass
     else:
-        seal, open, accept, receive, split, coalesce = (  # noqa: A001
+        seal, open, accept, receive, split, runs, coalesce = (  # noqa: A001
             _fastpath.seal, _fastpath.open, _fastpath.accept, _fastpath.receive,
-            _fastpath.split, _fastpath.coalesce)
+            _fastpath.split, _fastpath.runs, _fastpath.coalesce)
         Replay = _fastpath.Replay
         NATIVE = True

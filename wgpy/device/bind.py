@@ -10,7 +10,8 @@
   forgets it when the core says so (`clear_source`, kernel
   `wg_socket_clear_peer_endpoint_src`), and a send from a remembered address that is no
   longer ours forgets it and goes again at once without it (kernel `send4`/`send6`).
-- Batching: UDP GRO on receive (one recvmsg, many datagrams, split by the segment size)
+- Batching: UDP GRO on receive (one recvmsg, many datagrams, split by the segment size
+  into runs of one receiver index by `fastpath.runs`)
   and UDP GSO on send (one sendmsg, up to 64 equal-sized datagrams). Either is switched
   off for good the first time the kernel refuses it.
 """
@@ -21,6 +22,8 @@ import errno
 import socket
 import struct
 from typing import Any
+
+from wgpy import fastpath
 
 __all__ = ["Bind", "Endpoint", "Local", "SendError"]
 
@@ -172,14 +175,17 @@ class Bind:
         `wg_socket_clear_peer_endpoint_src`)."""
         self.sources.pop(endpoint, None)
 
-    def recv_batch(self, sock: socket.socket, limit: int
-                   ) -> list[tuple[bytes, Endpoint, Local | None]]:
-        """Datagrams waiting on `sock` (GRO batches split), up to about `limit`, with the
-        local address each arrived on."""
-        out: list[tuple[bytes, Endpoint, Local | None]] = []
-        view = self._view
+    def recv_runs(self, sock: socket.socket, limit: int
+                  ) -> list[tuple[int, list[bytes], Endpoint, Local | None]]:
+        """What waits on `sock`, up to about `limit` datagrams, as runs (`fastpath.runs`):
+        (receiver index, transport data messages) or (-1, [another datagram]), each with
+        its source and the local address it arrived on. A receive is a GRO batch of one
+        source, cut at the segment size the kernel reports."""
+        out: list[tuple[int, list[bytes], Endpoint, Local | None]] = []
+        view, runs = self._view, fastpath.runs
         v6 = sock.family == socket.AF_INET6
-        while len(out) < limit:
+        count = 0
+        while count < limit:
             try:
                 n, anc, _, src = sock.recvmsg_into([view], _ANC, socket.MSG_DONTWAIT)
             except BlockingIOError:
@@ -199,11 +205,13 @@ class Bind:
                 elif v6 and kind == socket.IPV6_PKTINFO and level == socket.IPPROTO_IPV6:
                     addr, ifindex = _IN6_PKTINFO.unpack(data[:_IN6_PKTINFO.size])
                     local = (addr, ifindex)
-            if segment >= n:
-                out.append((bytes(view[:n]), src, local))
-            else:
-                for start in range(0, n, segment):
-                    out.append((bytes(view[start:min(start + segment, n)]), src, local))
+            if not n:
+                out.append((-1, [b""], src, local))  # an empty datagram: junk
+                count += 1
+                continue
+            for index, datagrams in runs(view[:n], min(max(segment, 1), n)):
+                out.append((index, datagrams, src, local))
+                count += len(datagrams)
         return out
 
     # --- send ----------------------------------------------------------------------------------

@@ -27,14 +27,12 @@ from typing import TYPE_CHECKING, Callable
 from wgpy import fastpath
 from wgpy.constants import (
     MAX_BATCH,
-    MESSAGE_TRANSPORT,
-    TRANSPORT_MIN_SIZE,
     UDP_RECEIVE_RETRIES,
     UDP_RECEIVE_RETRY_PAUSE,
 )
 from wgpy.device import clock
 from wgpy.device.bind import Bind, Endpoint, Local
-from wgpy.messages import TRANSPORT_HEADER, classify
+from wgpy.messages import classify
 from wgpy.noise.actions import Action, DropReason
 from wgpy.noise.keypair import Keypair
 from wgpy.noise.peer import Peer
@@ -46,7 +44,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Inbound"]
 
-_TRANSPORT_WORD = MESSAGE_TRANSPORT.to_bytes(4, "little")
 # Receive errors worth retrying: what Go's net.Error calls Temporary() (syscall.Errno:
 # EINTR, EMFILE, ENFILE and the timeouts; net.OpError adds ECONNRESET, ECONNABORTED).
 _TRANSIENT = frozenset((errno.EINTR, errno.EMFILE, errno.ENFILE, errno.EAGAIN, errno.ETIMEDOUT,
@@ -110,7 +107,7 @@ class Inbound:
             for fd in ready:
                 sock = socks[fd]
                 try:
-                    batch = self.bind.recv_batch(sock, MAX_BATCH)  # type: ignore[arg-type]
+                    batch = self.bind.recv_runs(sock, MAX_BATCH)  # type: ignore[arg-type]
                 except OSError as exc:
                     if self._bind_changed.is_set() or exc.errno == errno.EBADF:
                         break
@@ -156,10 +153,11 @@ class Inbound:
         self.log.error("UDP receive %s stopped after %d errors in a row (%s) until the next "
                        "rebind", family, errors + 1, exc.strerror or exc)
 
-    def _decrypt_batch(self, batch: list[tuple[bytes, Endpoint, Local | None]]) -> None:
+    def _decrypt_batch(self, batch: list[tuple[int, list[bytes], Endpoint, Local | None]]
+                       ) -> None:
         """Classify; decrypt transport data in runs per (receiver index, source) and write
-        it to the TUN in order; queue handshake messages for the handshake worker."""
-        unpack = TRANSPORT_HEADER.unpack_from
+        it to the TUN in order; queue handshake messages for the handshake worker. `batch`
+        holds `Bind.recv_runs`'s runs: consecutive ones of one index and source join."""
         packets: list[bytes] = []
         actions: list[Action | _Reply] = []
         run: list[bytes] = []
@@ -170,31 +168,32 @@ class Inbound:
         job = _RxJob() if self.crypto_workers > 1 else None
         with self.lock:
             if not self.is_up:  # kernel wg_stop closed its sockets: nothing gets in
-                self._drop(DropReason.INTERFACE_DOWN, len(batch))
+                self._drop(DropReason.INTERFACE_DOWN, sum(len(r[1]) for r in batch))
                 return
             now = self.core_now()  # handshakes complete here, and a rekey may start
-            for data, src, here in batch:
-                if data[:4] != _TRANSPORT_WORD or len(data) < TRANSPORT_MIN_SIZE:
-                    if classify(data) is None:
-                        invalid += 1  # junk never takes a handshake queue slot
+            for index, datagrams, src, here in batch:
+                if index >= 0:  # transport data
+                    key = (index, src)
+                    if key == run_key:
+                        run += datagrams
                         continue
-                    with self.counters_lock:
-                        self.handshakes_received[data[0]] += 1
-                    if self._may_answer_inline(now):
-                        if run_key is not None:  # in arrival order: data before it first
-                            self._consume_run(run_key, run, local, now, packets, actions,
-                                              job)
-                            run, run_key = [], None
-                        actions += self._handshake(data, src, here, now, False)
-                        continue
-                    self._queue_handshake(data, src, here, now, actions)
+                    if run_key is not None:
+                        self._consume_run(run_key, run, local, now, packets, actions, job)
+                    run, run_key, local = datagrams, key, here
                     continue
-                key = (unpack(data)[1], src)
-                if key != run_key and run_key is not None:
-                    self._consume_run(run_key, run, local, now, packets, actions, job)
-                    run = []
-                run_key, local = key, here
-                run.append(data)
+                data = datagrams[0]
+                if classify(data) is None:
+                    invalid += 1  # junk never takes a handshake queue slot
+                    continue
+                with self.counters_lock:
+                    self.handshakes_received[data[0]] += 1
+                if self._may_answer_inline(now):
+                    if run_key is not None:  # in arrival order: data before it first
+                        self._consume_run(run_key, run, local, now, packets, actions, job)
+                        run, run_key = [], None
+                    actions += self._handshake(data, src, here, now, False)
+                    continue
+                self._queue_handshake(data, src, here, now, actions)
             if run_key is not None:
                 self._consume_run(run_key, run, local, now, packets, actions, job)
         if job is not None and job.runs:
