@@ -235,7 +235,7 @@ def test_while_down_no_handshake_is_answered_and_nothing_decrypted(rig: Rig) -> 
 def test_packets_from_the_tun_before_up_are_staged_and_sent_at_up(rig: Rig) -> None:
     device = rig.device
     device.set_up(False)
-    device._encrypt_batch([ipv4(DEV_IP, REMOTE_IP, b"early")])
+    device._encrypt_batch([[ipv4(DEV_IP, REMOTE_IP, b"early")]])  # one read, one packet
     assert rig.quiet(), "sent while down"
     device.set_up(True)
     data, _ = rig.recv()

@@ -164,28 +164,38 @@ static PyObject *fp_seal(PyObject *self, PyObject *args) {
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *p = PyTuple_GET_ITEM(packets, i);
         Py_ssize_t len = PyBytes_GET_SIZE(p), padded = padded_length(len, mtu);
+        if (padded > INT_MAX - HEADER_SIZE - TAG_SIZE) {
+            PyErr_SetString(PyExc_ValueError, "packet too long");
+            Py_CLEAR(out);
+            goto done;
+        }
         PyObject *d = PyBytes_FromStringAndSize(NULL, HEADER_SIZE + padded + TAG_SIZE);
         if (d == NULL) { Py_CLEAR(out); goto done; }
         uint8_t *w = (uint8_t *)PyBytes_AS_STRING(d);
         put_le32(w, MESSAGE_TRANSPORT);
         put_le32(w + 4, (uint32_t)remote);
         put_le64(w + 8, counter + (uint64_t)i);
-        memcpy(w + HEADER_SIZE, PyBytes_AS_STRING(p), len);
-        memset(w + HEADER_SIZE + len, 0, padded - len);
         PyList_SET_ITEM(out, i, d);
     }
+    /* Encrypted straight from the packet into the message, then the zero padding: no copy,
+       and no interpreter lock held. */
+    static const uint8_t zeros[PADDING_MULTIPLE];
     Py_BEGIN_ALLOW_THREADS
     EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
     if (ctx == NULL || !EVP_EncryptInit_ex(ctx, aead, NULL, k, NULL)) failed = 1;
     for (Py_ssize_t i = 0; i < n && !failed; i++) {
+        PyObject *p = PyTuple_GET_ITEM(packets, i);
         uint8_t *w = (uint8_t *)PyBytes_AS_STRING(PyList_GET_ITEM(out, i));
         int plen = (int)(PyBytes_GET_SIZE(PyList_GET_ITEM(out, i)) - HEADER_SIZE - TAG_SIZE);
+        int len = (int)PyBytes_GET_SIZE(p), pad = plen - len;
         uint8_t nonce[NONCE_SIZE] = {0};
-        int len1 = 0, len2 = 0;
+        int len1 = 0, len2 = 0, len3 = 0;
         memcpy(nonce + 4, w + 8, 8);
         if (!EVP_EncryptInit_ex(ctx, NULL, NULL, NULL, nonce)
-                || !EVP_EncryptUpdate(ctx, w + HEADER_SIZE, &len1, w + HEADER_SIZE, plen)
-                || !EVP_EncryptFinal_ex(ctx, w + HEADER_SIZE + len1, &len2)
+                || (len && !EVP_EncryptUpdate(ctx, w + HEADER_SIZE, &len1,
+                                              (const uint8_t *)PyBytes_AS_STRING(p), len))
+                || (pad && !EVP_EncryptUpdate(ctx, w + HEADER_SIZE + len1, &len2, zeros, pad))
+                || !EVP_EncryptFinal_ex(ctx, w + HEADER_SIZE + len1 + len2, &len3)
                 || !EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, TAG_SIZE,
                                         w + HEADER_SIZE + plen))
             failed = 1;

@@ -436,23 +436,24 @@ class Device(Inbound):
             if not self._wait_readable([tun.fd], self._wake_tun):
                 continue
             try:
-                packets = tun.read_batch(MAX_BATCH)
+                reads = tun.read_batch(MAX_BATCH)
             except OSError as exc:
                 self.stop(f"TUN read failed: {exc.strerror}")
                 return
             if tun.malformed:  # TSO reads whose virtio-net header was unusable
                 self._drop(DropReason.INVALID_INNER_PACKET, tun.malformed)
                 tun.malformed = 0
-            if packets:
-                self._encrypt_batch(packets)
+            if reads:
+                self._encrypt_batch(reads)
 
-    def _encrypt_batch(self, packets: list[bytes]) -> None:
-        """Route, stage, assign nonces, encrypt and send, in order per peer."""
+    def _encrypt_batch(self, reads: list[list[bytes]]) -> None:
+        """Route, stage, assign nonces, encrypt and send, in order per peer (`reads`: the
+        packets of each TUN read, see `Tun.read_batch`)."""
         actions: list[Action] = []
         with self.lock:
             now = self.core_now()  # sending may start a handshake
             up = self.is_up
-            by_peer, no_route = self.iface.route_batch(packets)
+            by_peer, no_route = self.iface.route_batch(reads)
             for peer, group in by_peer.items():
                 # Not up yet as far as netlink told us: stage, sent by `set_up(True)`.
                 actions += peer.send_batch(group, now) if up else peer.stage_batch(group)

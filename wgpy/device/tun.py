@@ -157,39 +157,45 @@ class Tun:
     def mtu(self) -> int:
         return self._mtu_ioctl(SIOCGIFMTU, 0)
 
-    def read_batch(self, limit: int, size: int = 65535) -> list[bytes]:
-        """Up to `limit` packets already waiting; [] if none. Raises OSError if the TUN died."""
+    def read_batch(self, limit: int, size: int = 65535) -> list[list[bytes]]:
+        """Up to about `limit` packets already waiting, as the packets of each read (one,
+        or a TSO super-packet's segments, which share their headers and so their route);
+        [] if none. Raises OSError if the TUN died."""
         if self.tso:
             return self._read_tso(limit)
-        packets = []
+        reads = []
         read, fd, skip = os.read, self.fd, VNET_HDR_SIZE if self.vnet_hdr else 0
         try:
             for _ in range(limit):
                 packet = read(fd, size)
-                packets.append(packet[skip:] if skip else packet)
+                reads.append([packet[skip:] if skip else packet])
         except BlockingIOError:
             pass
-        return packets
+        return reads
 
-    def _read_tso(self, limit: int) -> list[bytes]:
+    def _read_tso(self, limit: int) -> list[list[bytes]]:
         """Reads until about `limit` packets (a super-packet counts for its segments) or
         EAGAIN, each into one buffer and split from there. A read whose virtio-net header
         does not describe its packet is dropped and counted in `malformed`."""
-        packets: list[bytes] = []
+        reads: list[list[bytes]] = []
         readv, fd, buf, split = os.readv, self.fd, [self._buf], fastpath.split
         view = memoryview(self._buf)
+        count = 0
         try:
-            while len(packets) < limit:
+            while count < limit:
                 n = readv(fd, buf)
                 if not n:
                     break
                 try:
-                    packets += split(view[:n])
+                    packets = split(view[:n])
                 except ValueError:
                     self.malformed += 1
+                    continue
+                reads.append(packets)
+                count += len(packets)
         except BlockingIOError:
             pass
-        return packets
+        return reads
 
     def writes(self, packets: list[bytes]) -> list[list[bytes]]:
         """The write calls (buffers for writev) that deliver `packets`, in order."""

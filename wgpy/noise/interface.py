@@ -142,31 +142,33 @@ class Interface:
         dst = packet[16:20] if version == 4 else packet[24:40] if version == 6 else b""
         return self.allowed_ips.lookup(dst)
 
-    def route_batch(self, packets: list[bytes]) -> tuple[dict[Peer, list[bytes]], int]:
-        """`route` for a batch read from the TUN: the packets of each peer, in order, and how
-        many have no peer. Consecutive packets to one destination (the segments of a TSO
-        read, a stream's packets) are looked up once."""
+    def route_batch(self, reads: list[list[bytes]]) -> tuple[dict[Peer, list[bytes]], int]:
+        """`route` for what the TUN reader read: the packets of each peer, in order, and how
+        many have no peer. `reads` holds the packets of each read: one, or the segments of
+        a TSO super-packet, which share their headers and are routed once. Consecutive
+        reads to one destination (a stream's packets) are looked up once too."""
         by_peer: dict[Peer, list[bytes]] = {}
         lookup = self.allowed_ips.lookup
         last_dst: bytes | None = None
         peer: Peer | None = None
         no_route = 0
-        for packet in packets:
+        for packets in reads:
+            packet = packets[0]
             if len(packet) < 20:
-                no_route += 1
+                no_route += len(packets)
                 continue
             version = packet[0] >> 4
             dst = packet[16:20] if version == 4 else packet[24:40] if version == 6 else b""
             if dst != last_dst:
                 peer, last_dst = lookup(dst), dst
             if peer is None:
-                no_route += 1
+                no_route += len(packets)
                 continue
             group = by_peer.get(peer)
             if group is None:
-                by_peer[peer] = [packet]
+                by_peer[peer] = packets  # the reads' lists are the caller's to give
             else:
-                group.append(packet)
+                group += packets
         return by_peer, no_route
 
     def send(self, packet: bytes, now: float) -> list[Action]:
