@@ -723,7 +723,7 @@ static PyObject *accept_run(PyObject *msgs, PyObject *plains, ReplayObject *repl
         if (plen == 0) continue;  /* keepalive */
         data_received = 1;
         const uint8_t *p = (const uint8_t *)PyBytes_AS_STRING(plain);
-        /* wgpy.noise.peer.inner_length */
+        /* the IP packet's own length from its header (fastpath.py_accept) */
         if ((p[0] >> 4) == 4 && plen >= 20) {
             length = get_be16(p + 2);
             if (length < 20 || length > plen) length = -1;

@@ -30,6 +30,7 @@ is set. When it is not, the device runs the pure-Python twins: TUN reads without
 
 from __future__ import annotations
 
+import importlib
 import os
 import struct
 from typing import Any, Callable, Sequence
@@ -196,7 +197,7 @@ def _fold(acc: int) -> int:
     return acc
 
 
-def py_split(read: bytes) -> list[bytes]:
+def py_split(read: bytes | bytearray | memoryview) -> list[bytes]:
     if len(read) < _VNET_SIZE:
         raise ValueError("shorter than a virtio-net header")
     flags, gso, _hdr_len, gso_size, cstart, coff = _VNET.unpack_from(read)
@@ -261,7 +262,7 @@ Replay: Callable[[], Any] = ReplayFilter  # the replay window `receive` takes
 NATIVE = False
 if os.environ.get("WGPY_PURE_PYTHON", "") not in ("1", "true", "yes"):
     try:
-        from wgpy import _fastpath  # type: ignore[attr-defined]
+        _fastpath: Any = importlib.import_module("wgpy._fastpath")
     except ImportError:
         pass
     else:

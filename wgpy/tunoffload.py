@@ -143,7 +143,7 @@ def coalesce(packets: list[bytes]) -> list[list[bytes]]:
     """The TUN writes (each a list of buffers for writev) for `packets`, in order: on the
     compiled batch path one buffer each, made by `wgpy._fastpath.coalesce`, which follows
     `py_coalesce` exactly (tests/fastpath_cases.py fuzzes one against the other)."""
-    if fastpath.NATIVE:
+    if fastpath.coalesce is not None:  # the compiled batch path
         return [[write] for write in fastpath.coalesce(packets)]
     return py_coalesce(packets)
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from wgpy import crypto, fastpath
 from wgpy.constants import (
-    IPV4_HEADER_MIN, IPV6_HEADER_SIZE, KEEPALIVE_TIMEOUT, MAX_STAGED_PACKETS,
+    KEEPALIVE_TIMEOUT, MAX_STAGED_PACKETS,
     MAX_TIMER_HANDSHAKES, MESSAGE_INITIATION, MESSAGE_PADDING_MULTIPLE, MESSAGE_RESPONSE,
     MESSAGE_TRANSPORT,
     REJECT_AFTER_MESSAGES, REKEY_AFTER_MESSAGES, REKEY_AFTER_TIME, REKEY_ON_RECEIVE_AGE,
@@ -56,23 +56,6 @@ def padding_for(length: int, mtu: int) -> int:
     if mtu:
         padded = min(padded, mtu)
     return max(padded - last_unit, 0)
-
-
-def inner_length(packet: bytes) -> int | None:
-    """The IP packet's own length from its header, or None if it is not a sane IP packet."""
-    n = len(packet)
-    version = packet[0] >> 4
-    if version == 4 and n >= IPV4_HEADER_MIN:
-        length = int.from_bytes(packet[2:4], "big")
-        return length if IPV4_HEADER_MIN <= length <= n else None
-    if version == 6 and n >= IPV6_HEADER_SIZE:
-        length = int.from_bytes(packet[4:6], "big") + IPV6_HEADER_SIZE
-        return length if length <= n else None
-    return None
-
-
-def source_address(packet: bytes) -> bytes:
-    return packet[12:16] if packet[0] >> 4 == 4 else packet[8:24]
 
 
 class Peer:
