@@ -4,7 +4,7 @@
    bytes, every message type with wrong sizes, initiations with a bad mac1, data messages
    and an initiation captured from the legitimate peer and replayed) while a ping crosses
    the tunnel: loss <= 1 %, RSS growth <= 20 MB, and the drops counted by reason (read from
-   the daemon's verbose log, one "Dropped N: reason" line per drop).
+   the daemon's verbose log, "Dropped N: reason" lines, summed under a flood).
 2. Handshake flood with valid mac1 from HS_SOURCES addresses (compat/bench_handshakes.py's
    client in its flood mode: cookie replies consumed, mac2 added): cookie replies are sent,
    one source that sends faster than the per-source limit is held to it, and a legitimate

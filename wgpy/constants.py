@@ -99,6 +99,7 @@ MAX_QUEUED_PROVEN_HANDSHAKES = MAX_QUEUED_INCOMING_HANDSHAKES // 4  # mac2 valid
 UNDER_LOAD_THRESHOLD = MAX_QUEUED_INCOMING_HANDSHAKES // 8  # "under load" from this fill level
 UNDER_LOAD_AFTER = 1.0  # stay under load this long after the queue drains (wireguard-go)
 MAX_BATCH = 128  # packets per queue hand-off
+DROP_LOG_INTERVAL = 1.0  # verbose "Dropped N: reason" lines: at most one a second per reason
 # Crypto workers (WGPY_CRYPTO_WORKERS, compiled batch path only): threads that decrypt
 # received batches while the UDP reader reads the next; each may have this many batches
 # waiting, then the reader waits for them (the socket's buffer holds the rest).
