@@ -42,13 +42,15 @@ from wgpy.constants import (
     IPV4_HEADER_MIN, IPV6_HEADER_SIZE, MESSAGE_PADDING_MULTIPLE, MESSAGE_TRANSPORT,
     TRANSPORT_HEADER_SIZE,
 )
+from wgpy.crypto import NONCE
+from wgpy.messages import TRANSPORT_HEADER
 from wgpy.replay import ReplayFilter
 
 __all__ = ["NATIVE", "Replay", "seal", "open", "accept", "receive", "runs", "split",
            "coalesce", "py_seal", "py_open", "py_accept", "py_receive", "py_runs", "py_split"]
 
-_HEADER = struct.Struct("<IIQ")
-_NONCE = struct.Struct("<4xQ")
+_HEADER = TRANSPORT_HEADER  # type, receiver index, counter (wgpy.messages)
+_NONCE = NONCE  # 32 zero bits, 64-bit little-endian counter (wgpy.crypto)
 _VNET = struct.Struct("<BBHHHH")  # flags, gso_type, hdr_len, gso_size, csum_start, csum_offset
 _VNET_SIZE = _VNET.size
 _F_NEEDS_CSUM = 1
