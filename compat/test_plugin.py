@@ -295,7 +295,7 @@ def test_the_lab_runs_python_m_wgpy_when_there_is_no_console_script(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """A package installed without scripts (or run from a checkout): the lab starts the
     daemon as `python -m wgpy`, and that daemon serves `wg` and stops like the other."""
-    import wgpy.device.lab as device_lab
+    import wgpy.testing.lab as device_lab
 
     monkeypatch.setattr(device_lab, "WGPY", "/nonexistent/wgpy")
     with device_lab.Lab() as lab:

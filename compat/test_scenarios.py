@@ -170,7 +170,7 @@ def build(lab: Lab, pair: str) -> Topology:
     d1, d2 = lab.daemon(ns0, impl1), lab.daemon(ns0, impl2)
     lab.move(d1, ns1)
     lab.move(d2, ns2)
-    # wgpy follows a moved TUN into its new namespace (wgpy/device/netlink.py), where it is
+    # wgpy follows a moved TUN into its new namespace (wgpy/link/netlink.py), where it is
     # down until `reset` sets it up, as the kernel's device would be. Wait for the move to
     # be seen, so no test starts before wgpy watches the right namespace.
     for d in (d1, d2):
@@ -475,7 +475,7 @@ def test_forced_rekey(t: Topology) -> None:
 
 # --- the moved TUN's MTU and link state ---------------------------------------------------------
 
-# wgpy follows the TUN into the namespace it was moved to (wgpy/device/netlink.py), as the
+# wgpy follows the TUN into the namespace it was moved to (wgpy/link/netlink.py), as the
 # kernel's device is told its state there; Debian's wireguard-go does not.
 
 

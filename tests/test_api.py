@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import wgpy
 from uapi.errors import EINVAL, UapiError
-from wgpy.device.embedded import key_bytes
+from wgpy.api.embedded import key_bytes
 from wgpy.packets import echo_reply_for, echo_request
 
 
@@ -152,14 +152,14 @@ def test_import_wgpy_loads_no_device_code() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=30, check=True).stdout
     assert out.strip() == "[]"
-    assert "Device" in dir(wgpy) and wgpy.Device.__module__ == "wgpy.device.embedded"
+    assert "Device" in dir(wgpy) and wgpy.Device.__module__ == "wgpy.api.embedded"
 
 
 def test_the_daemon_imports_no_pyroute2() -> None:
     # pyroute2 alone was 22 MiB of a fresh daemon's 47 MiB resident memory.
-    code = ("import sys, wgpy.cli, wgpy.device.netlink, wgpy.device.tun, wgpy.device.rtnl; "
+    code = ("import sys, wgpy.cli, wgpy.link.netlink, wgpy.device.tun, wgpy.device.rtnl; "
             "print(sorted(m for m in sys.modules if m.startswith('pyroute2')), "
-            "'wgpy.device.netlink' in sys.modules)")
+            "'wgpy.link.netlink' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=30, check=True).stdout
     assert out.split() == ["[]", "True"]

@@ -14,14 +14,16 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-
 from helpers import ipv4
 from test_device import Node
+
+from wgpy.observe.metrics_http import serve_metrics
 from wgpy import crypto
 from wgpy.constants import MESSAGE_INITIATION, TAI64N_BASE
-from wgpy.device import clock, ipc
+from wgpy.device import clock
 from wgpy.device.device import Device
-from wgpy.device.inotify import FileWatch
+from wgpy.ipc import server as ipc
+from wgpy.ipc.inotify import FileWatch
 from wgpy.noise.actions import Action, Schedule
 from wgpy.noise.interface import Interface
 from wgpy.noise.timers import ZERO_KEY_MATERIAL
@@ -59,7 +61,7 @@ def test_an_idle_device_does_not_wake_up(idle: Idle) -> None:
     over 2 s its threads switched about 25 times before (readers, handshake worker and
     timers every second, metrics every second, the UAPI selector 7 times a second)."""
     idle.configure(crypto.public_key(crypto.generate_private_key()), ("127.0.0.1", 9))
-    idle.device.serve_metrics("127.0.0.1:0")
+    serve_metrics(idle.device, "127.0.0.1:0")
     threads = list(idle.device._threads)
     names = sorted(t.name for t in threads)
     assert names == ["handshake", "metrics", "timers", "tun_reader", "uapi_accept",
@@ -75,7 +77,7 @@ def test_an_idle_device_does_not_wake_up(idle: Idle) -> None:
 def test_every_thread_ends_at_once_when_the_device_stops(idle: Idle) -> None:
     """No thread waits on a timeout to see the stop: each one is woken."""
     idle.configure(crypto.public_key(crypto.generate_private_key()), ("127.0.0.1", 9))
-    idle.device.serve_metrics("127.0.0.1:0")
+    serve_metrics(idle.device, "127.0.0.1:0")
     threads = list(idle.device._threads)
     time.sleep(0.3)  # all asleep
     started = time.monotonic()
@@ -261,7 +263,7 @@ def test_each_thread_carries_its_role_as_its_os_name(idle: Idle) -> None:
     """`ps -L` and `top -H` show a thread's comm: every one was the creator's name before
     (here the test runner's), now each is its role (tun_reader, udp_reader, ...)."""
     idle.configure(crypto.public_key(crypto.generate_private_key()), ("127.0.0.1", 9))
-    idle.device.serve_metrics("127.0.0.1:0")
+    serve_metrics(idle.device, "127.0.0.1:0")
     def comms() -> dict[str, str]:
         named = {}
         for t in idle.device._threads:

@@ -26,7 +26,7 @@ from helpers import IP_A, IP_B, Pair, ipv4, sent
 from wgpy import crypto
 from wgpy.constants import CONSTRUCTION, IDENTIFIER
 from wgpy.device.device import Device
-from wgpy.device.keylog import KeyLog, KeyLogError
+from wgpy.observe.keylog import KeyLog, KeyLogError
 from wgpy.device.log import VERBOSE, Logger
 from wgpy.noise.keylog import HandshakeSecrets, keylog_lines
 
@@ -265,8 +265,9 @@ def test_device_writes_the_key_log_of_its_handshakes(
     files = {name: tmp_path / f"{name}.keys" for name in ("wgka", "wgkb")}
 
     def device(tun: object, log: Logger, crypto_workers: int = 1) -> Device:
-        return Device(tun, log, keylog=str(files[tun.name]),  # type: ignore[attr-defined]
-                      crypto_workers=crypto_workers)
+        keylog = KeyLog.open(str(files[tun.name]), log)  # type: ignore[attr-defined]
+        keylog.report_open(log)
+        return Device(tun, log, keylog=keylog, crypto_workers=crypto_workers)
 
     monkeypatch.setattr(test_device, "Device", device)
     a, b = test_device.Node("wgka", tmp_path), test_device.Node("wgkb", tmp_path)
@@ -296,15 +297,15 @@ def test_device_writes_the_key_log_of_its_handshakes(
 
 
 def test_device_refuses_a_key_log_it_cannot_open(tmp_path: Path) -> None:
-    from fakes import FakeTun
+    """The embedding API opens the key log (the engine takes an open one): a path that
+    cannot be opened is KeyLogError, and nothing stays bound (the same name works after)."""
+    import wgpy  # noqa: PLC0415
 
-    tun = FakeTun("wgkx")
-    try:
-        with pytest.raises(KeyLogError):
-            Device(tun, Logger("wgkx", VERBOSE, io.StringIO()),
-                   keylog=str(tmp_path / "no" / "such" / "dir"))
-    finally:
-        tun.close()
+    with pytest.raises(KeyLogError):
+        wgpy.Device.in_memory("wgkx", keylog=str(tmp_path / "no" / "such" / "dir"))
+    with wgpy.Device.in_memory("wgkx", keylog=str(tmp_path / "keys")) as dev:
+        assert dev.name == "wgkx"
+    assert (tmp_path / "keys").exists()
 
 
 

@@ -1,6 +1,6 @@
 """The core is sans-IO: only wgpy/device/, wgpy/cli.py and uapi/client.py may touch
 sockets, threads, fds, the clock, netlink or processes (the test lab too lives in
-wgpy/device/lab.py; wgpy/testing/ only names it for tests). This test fails if any other
+wgpy/testing/lab.py; wgpy/testing/ only names it for tests). This test fails if any other
 module imports them, or if the daemon imports wgpy.testing."""
 
 from __future__ import annotations
@@ -13,7 +13,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 FORBIDDEN = {"socket", "select", "selectors", "threading", "fcntl", "time", "pyroute2",
              "asyncio", "subprocess"}
-ALLOWED = ("wgpy/device/", "wgpy/cli.py", "uapi/client.py")
+ALLOWED = ("wgpy/device/", "wgpy/link/", "wgpy/ipc/", "wgpy/observe/", "wgpy/api/",
+           "wgpy/testing/", "wgpy/cli.py", "uapi/client.py")
+# Which rooms each room may import (besides the core and itself). The core imports none.
+ROOMS = {
+    "wgpy.device": set(),
+    "wgpy.link": {"wgpy.device"},
+    "wgpy.ipc": {"wgpy.device"},
+    "wgpy.observe": {"wgpy.device"},
+    "wgpy.api": {"wgpy.device", "wgpy.ipc", "wgpy.link", "wgpy.observe"},
+    "wgpy.cli": {"wgpy.device", "wgpy.ipc", "wgpy.link", "wgpy.observe"},
+    "wgpy.__main__": {"wgpy.cli"},
+    "wgpy.testing": {"wgpy.device", "wgpy.ipc", "wgpy.link", "wgpy.observe", "wgpy.api",
+                     "wgpy.cli"},
+}
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -83,3 +96,109 @@ def test_importing_the_core_loads_no_io_module_indirectly() -> None:
                          timeout=60, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == []
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _type_checking_only(node: ast.AST) -> bool:
+    return isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+
+
+def runtime_imports(path: Path, known: set[str]) -> set[str]:
+    """The wgpy modules `path` imports when it runs (also inside functions; not under `if
+    TYPE_CHECKING`): `from a.b import c` is a.b.c when that is a module, else a.b."""
+    found: set[str] = set()
+
+    def visit(node: ast.AST) -> None:
+        if _type_checking_only(node):
+            return
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name in known)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            for alias in node.names:
+                full = f"{node.module}.{alias.name}"
+                if full in known:
+                    found.add(full)
+                elif node.module in known:
+                    found.add(node.module)
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(ast.parse(path.read_text(), str(path)))
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    files = {module_name(p): p for p in sorted((ROOT / "wgpy").rglob("*.py"))}
+    known = set(files)
+    return {name: runtime_imports(path, known) - {name} for name, path in files.items()}
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every strongly connected component of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def connect(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                connect(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            connect(v)
+    return found
+
+
+def room_of(module: str) -> str | None:
+    return next((r for r in ROOMS if module == r or module.startswith(r + ".")), None)
+
+
+def test_no_import_circles_inside_wgpy() -> None:
+    graph = import_graph()
+    assert len(graph) >= 40 and graph["wgpy.device.device"]  # the scan sees the tree
+    # Package __init__ files only document their room (wgpy's own names the API lazily).
+    assert cycles(graph) == []
+
+
+def test_the_cycle_check_finds_a_cycle() -> None:
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_rooms_import_in_one_direction() -> None:
+    wrong = {}
+    for module, imports in import_graph().items():
+        room = room_of(module)
+        others = {room_of(m) for m in imports} - {None, room}
+        if room is None:  # the core: no room at all
+            allowed: set[str] = set()
+        else:
+            allowed = ROOMS[room]
+        if others - allowed:
+            wrong[module] = sorted(others - allowed)
+    assert wrong == {}
+
+
+def test_only_the_link_imports_pyroute2() -> None:
+    files = sorted((ROOT / "wgpy").rglob("*.py")) + sorted((ROOT / "uapi").rglob("*.py"))
+    users = {str(f.relative_to(ROOT)) for f in files if "pyroute2" in imported_modules(f)}
+    assert users and all(u.startswith(("wgpy/link/", "wgpy/testing/")) for u in users), users

@@ -20,7 +20,7 @@ from fakes import FakeTun
 from uapi.client import Client
 from wgpy import crypto
 from wgpy.device.device import Device
-from wgpy.device.ipc import UapiServer, listen
+from wgpy.ipc.server import UapiServer, listen
 from wgpy.device.log import (
     ERROR, SILENT, VERBOSE, Logger, WireguardGoFormatter, WireguardGoHandler, configure_daemon,
 )

@@ -1,4 +1,4 @@
-"""The Prometheus endpoint (wgpy.device.metrics) without root: two devices in one process
+"""The Prometheus endpoint (wgpy.observe.metrics) without root: two devices in one process
 over loopback UDP (tests/test_device.py's Node), scraped over HTTP and read with
 prometheus_client's own parser, checked against what UAPI `get` reports."""
 
@@ -21,8 +21,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from helpers import ipv4
 from test_device import Node, configure
-from wgpy.device import metrics, metrics_http
-from wgpy.device.metrics import MetricsError, PeerSample, Sample
+from wgpy.observe.metrics_http import serve_metrics
+from wgpy.observe import metrics, metrics_http
+from wgpy.observe.metrics import MetricsError, PeerSample, Sample
 from wgpy.noise.actions import DropReason
 
 Series = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -75,7 +76,7 @@ def pair(tmp_path: Path) -> Iterator[tuple[Node, Node]]:
 def test_scrape_reports_what_get_reports(pair: tuple[Node, Node]) -> None:
     a, b = pair
     configure(a, b)
-    at_a, at_b = a.device.serve_metrics("127.0.0.1:0"), b.device.serve_metrics("127.0.0.1:0")
+    at_a, at_b = serve_metrics(a.device, "127.0.0.1:0"), serve_metrics(b.device, "127.0.0.1:0")
     assert at_a[1] > 0 and "metrics" in {t.name for t in threading.enumerate()}
     out, back = ipv4("10.0.0.1", "10.0.0.2", b"x" * 300), ipv4("10.0.0.2", "10.0.0.1", b"y")
     for _ in range(5):
@@ -124,7 +125,7 @@ def test_scrape_reports_what_get_reports(pair: tuple[Node, Node]) -> None:
 
 def test_drops_are_counted_by_reason(pair: tuple[Node, Node]) -> None:
     a, _ = pair
-    at = a.device.serve_metrics("127.0.0.1:0")
+    at = serve_metrics(a.device, "127.0.0.1:0")
 
     def dropped(reason: str) -> float:
         return value(parse(scrape(at)[1])[1], "wgpy_dropped_packets_total", device="wgma",
@@ -146,7 +147,7 @@ def test_drops_are_counted_by_reason(pair: tuple[Node, Node]) -> None:
 
 def test_staged_packets_and_404(pair: tuple[Node, Node]) -> None:
     a, b = pair
-    at = a.device.serve_metrics("127.0.0.1:0")
+    at = serve_metrics(a.device, "127.0.0.1:0")
     a.client.set([f"private_key={a.private.hex()}", "public_key=" + b.public.hex(),
                   "allowed_ip=10.0.0.2/32"])  # no endpoint: what it is sent waits
     a.tun.app.send(ipv4("10.0.0.1", "10.0.0.2"))
@@ -164,7 +165,7 @@ def test_staged_packets_and_404(pair: tuple[Node, Node]) -> None:
 def test_the_server_stops_with_the_device(tmp_path: Path) -> None:
     node = Node("wgmc", tmp_path)
     try:
-        at = node.device.serve_metrics("127.0.0.1:0")
+        at = serve_metrics(node.device, "127.0.0.1:0")
         assert "wireguard_device_info" in scrape(at)[1]
     finally:
         node.close()
@@ -181,7 +182,7 @@ def test_a_slow_client_delays_neither_scrapes_nor_close(tmp_path: Path,
     node = Node("wgms", tmp_path)
     slow: list[socket.socket] = []
     try:
-        at = node.device.serve_metrics("127.0.0.1:0")
+        at = serve_metrics(node.device, "127.0.0.1:0")
         for _ in range(metrics_http.METRICS_MAX_CLIENTS + 2):  # more than it serves at once
             sock = socket.create_connection(at, timeout=5)
             sock.sendall(b"G")

@@ -17,24 +17,12 @@ from typing import Any, Iterator
 
 import pytest
 
-from wgpy.device import netlink, rtnl
+from wgpy.device import rtnl
 from wgpy.device.rtnl import (
-    IFINFOMSG,
-    IFLA_IFNAME,
-    IFLA_MTU,
-    RT_TABLE_MAIN,
-    RTA_DST,
-    RTA_OIF,
-    RTM_NEWLINK,
-    RTM_NEWROUTE,
-    RTMSG,
-    RTN_UNICAST,
-    U32,
-    Link,
-    Message,
-    Rtnl,
-    rtattr,
+    IFINFOMSG, IFLA_IFNAME, IFLA_MTU, RT_TABLE_MAIN, RTA_DST, RTA_OIF, RTM_NEWLINK, RTM_NEWROUTE,
+    RTMSG, RTN_UNICAST, U32, Link, Message, Rtnl, rtattr,
 )
+from wgpy.link import netlink
 
 INDEX = 7
 

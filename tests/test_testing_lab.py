@@ -11,8 +11,7 @@ import sys
 import pytest
 
 from wgpy import crypto
-from wgpy.device import lab  # where the lab lives (wgpy.testing.lab names it)
-from wgpy.testing import InterfaceDump, KeyPair, Lab, endpoint, wgpy_command
+from wgpy.testing import InterfaceDump, KeyPair, Lab, endpoint, lab, wgpy_command
 from wgpy.testing.plugin import require
 
 DUMP = ("cHJpdmF0ZQ==\tcHVibGlj\t51820\toff\n"

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-
 from test_device import Node
-from wgpy.device import ipc
+
+from wgpy.ipc import server as ipc
 
 X = "11" * 32
 

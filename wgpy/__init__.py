@@ -23,17 +23,17 @@ __all__ = ["Device", "PeerConfig", "Tunnel", "generate_private_key", "public_key
            "__version__"]
 
 _WHERE = {
-    "Device": "wgpy.device.embedded",
-    "PeerConfig": "wgpy.device.embedded",
-    "Tunnel": "wgpy.device.tunnel",
+    "Device": "wgpy.api.embedded",
+    "PeerConfig": "wgpy.api.embedded",
+    "Tunnel": "wgpy.api.tunnel",
     "generate_private_key": "wgpy.crypto",
     "public_key": "wgpy.crypto",
 }
 
 if TYPE_CHECKING:
     from wgpy.crypto import generate_private_key, public_key
-    from wgpy.device.embedded import Device, PeerConfig
-    from wgpy.device.tunnel import Tunnel
+    from wgpy.api.embedded import Device, PeerConfig
+    from wgpy.api.tunnel import Tunnel
 
 
 def __getattr__(name: str) -> Any:

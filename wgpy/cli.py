@@ -18,7 +18,7 @@ socket is `wg0.sock`); an adopted TUN gets the default MTU. The daemon's process
 `wgpy IFNAME` (its name, as `ps -C`, `pgrep -x` and `top` see it, is `wgpy`). A crash, a
 thread of the device dying of an exception, exits 2, as a Go panic exits wireguard-go.
 
-WGPY_KEYLOG_FILE names Wireshark's WireGuard key log (wgpy/device/keylog.py), opened before
+WGPY_KEYLOG_FILE names Wireshark's WireGuard key log (wgpy/observe/keylog.py), opened before
 anything is created, so that a file we may not write is a setup failure, not a silent loss.
 """
 
@@ -36,19 +36,19 @@ from wgpy import __version__
 from wgpy.constants import MAX_CRYPTO_WORKERS
 from wgpy.device import threads
 from wgpy.device.device import Device
-from wgpy.device.ipc import SocketInUse, UapiServer, listen
-from wgpy.device.keylog import KeyLog, KeyLogError
 from wgpy.device.log import SILENT, Logger, configure_daemon, level_from_env
-from wgpy.device.metrics import MetricsError, bind
-from wgpy.device.netlink import watch_link
 from wgpy.device.tun import Tun, TunError
+from wgpy.ipc.server import SocketInUse, UapiServer, listen
+from wgpy.link.netlink import watch_link
+from wgpy.observe.keylog import KeyLog, KeyLogError
+from wgpy.observe.metrics import MetricsError, bind
 
 USAGE = "Usage: wgpy [-f/--foreground] INTERFACE-NAME\n       wgpy --version\n"
 EXIT_SETUP_FAILED = 1
 EXIT_CRASHED = 2  # a Go panic's exit status, which is what wireguard-go gives on a crash
 ENV_TUN_FD, ENV_UAPI_FD, ENV_FOREGROUND = "WG_TUN_FD", "WG_UAPI_FD", "WG_PROCESS_FOREGROUND"
 ENV_READY_FD = "WGPY_READY_FD"
-ENV_KEYLOG = "WGPY_KEYLOG_FILE"  # Wireshark's key log, appended to (wgpy/device/keylog.py)
+ENV_KEYLOG = "WGPY_KEYLOG_FILE"  # Wireshark's key log, appended to (wgpy/observe/keylog.py)
 ENV_METRICS, ENV_METRICS_FD = "WGPY_METRICS_ADDRESS", "WGPY_METRICS_FD"
 READY_TIMEOUT = 10.0
 
@@ -241,7 +241,8 @@ def _run(tun: Tun, uapi: socket.socket, log: Logger, switch: float = 0.005,
     device.spawn("uapi_accept", server.serve)
     device.spawn("netlink", lambda: watch_link(device))
     if metrics is not None:
-        device.serve_metrics(metrics)
+        from wgpy.observe.metrics_http import serve_metrics  # noqa: PLC0415 - 3 MiB, if asked
+        serve_metrics(device, metrics)
     log.verbose("Device started")
     ready_fd = os.environ.pop(ENV_READY_FD, None)
     if ready_fd is not None:  # tell the launcher we serve, so it may exit 0

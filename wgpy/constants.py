@@ -122,7 +122,7 @@ DEFAULT_MTU = 1420
 DEFAULT_PORT = 0  # random
 MEMORY_TUN_WRITE_TIMEOUT = 5.0  # a program's write into an in-memory interface not read
 
-# The UAPI server (wgpy/device/ipc.py).
+# The UAPI server (wgpy/ipc/server.py).
 UAPI_SOCKET_MODE = 0o700  # srwx------, what wireguard-go's umask 077 leaves of 0777
 MAX_CLIENTS = 1024  # connections at once; when full, the quietest one makes room
 FD_RESERVE = 64  # file descriptors never taken by UAPI connections (TUN, sockets, netlink)
@@ -144,10 +144,10 @@ PEERS_PER_HOLD = 64  # peers a get (or a metrics scrape) copies per hold of the 
 # While a UAPI thread works, the GIL changes hands at least this often: a data-path thread
 # that wakes for a packet waits at most about this long behind a big get or set (the
 # interpreter's default, 5 ms, added up to 10 ms to a ping through the tunnel per round
-# trip). Only while UAPI work runs (wgpy.device.sharing), so the data path keeps 5 ms.
+# trip). Only while UAPI work runs (wgpy.ipc.sharing), so the data path keeps 5 ms.
 UAPI_SWITCH_INTERVAL = 0.0005
 
-# The metrics server (wgpy/device/metrics.py, WGPY_METRICS_ADDRESS).
+# The metrics server (wgpy/observe/metrics.py, WGPY_METRICS_ADDRESS).
 METRICS_DEFAULT_PORT = 9586  # wireguard_exporter's
 METRICS_MAX_CLIENTS = 4  # connections served at once; more are closed at once
 METRICS_CLIENT_DEADLINE = 5.0  # for a whole request and reply, then the socket is shut down
@@ -157,7 +157,7 @@ METRICS_CLIENT_DEADLINE = 5.0  # for a whole request and reply, then the socket 
 IPV4_HEADER_MIN = 20
 IPV6_HEADER_SIZE = 40
 
-# The netlink watcher (wgpy/device/netlink.py) and its rtnetlink client (wgpy/device/rtnl.py).
+# The netlink watcher (wgpy/link/netlink.py) and its rtnetlink client (wgpy/device/rtnl.py).
 NETLINK_MOVE_SETTLE = 0.2  # after RTM_DELLINK: time for a deleted TUN to show as deleted
 NETLINK_MAX_DRAIN = 1 << 16  # datagrams drained per wake-up (more than a full receive
 #                              buffer holds), so that a route flood costs few read-backs

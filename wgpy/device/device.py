@@ -45,46 +45,30 @@ import errno
 import os
 import queue
 import select
-import socket
 import threading
 from collections import Counter, deque
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Protocol, Sequence
 
 from wgpy import fastpath
 from wgpy.constants import (
-    DROP_LOG_INTERVAL,
-    INLINE_HANDSHAKE_BURST,
-    INLINE_HANDSHAKES_PER_SECOND,
-    MAX_BATCH,
-    MAX_QUEUED_INCOMING_HANDSHAKES,
-    MAX_QUEUED_PROVEN_HANDSHAKES,
-    MESSAGE_COOKIE_REPLY,
-    MESSAGE_INITIATION,
-    MESSAGE_RESPONSE,
-    MESSAGE_TRANSPORT,
-    RX_JOBS_PER_WORKER,
+    DROP_LOG_INTERVAL, INLINE_HANDSHAKE_BURST, INLINE_HANDSHAKES_PER_SECOND, MAX_BATCH,
+    MAX_QUEUED_INCOMING_HANDSHAKES, MAX_QUEUED_PROVEN_HANDSHAKES, MESSAGE_COOKIE_REPLY,
+    MESSAGE_INITIATION, MESSAGE_RESPONSE, MESSAGE_TRANSPORT, RX_JOBS_PER_WORKER,
 )
 from wgpy.crypto import b64
 from wgpy.device import clock, threads
 from wgpy.device.bind import Bind, Endpoint, Local, SendError
-from wgpy.device.keylog import KeyLog
-from wgpy.device.log import VERBOSE, Logger
 from wgpy.device.inbound import Inbound, _RxJob
+from wgpy.device.log import VERBOSE, Logger
 from wgpy.device.tun import Tun
 from wgpy.noise.actions import (
-    Action,
-    ClearEndpointSource,
-    Drop,
-    DropReason,
-    Schedule,
-    SendBatch,
-    SendDatagram,
-    WriteToTun,
+    Action, ClearEndpointSource, Drop, DropReason, Schedule, SendBatch, SendDatagram, WriteToTun,
     send_failure_reason,
 )
 from wgpy.noise.cookie import MacState
 from wgpy.noise.interface import Interface
+from wgpy.noise.keylog import HandshakeSecrets
 from wgpy.noise.peer import Peer
 from wgpy.noise.warmup import rehearse
 from wgpy.routemtu import Route, RouteMTUs
@@ -126,14 +110,23 @@ class _Waker:
         os.close(self.w)
 
 
+class KeyLogSink(Protocol):
+    """Where the secrets of each handshake go (wgpy.observe.keylog.KeyLog): `write` is
+    called under the core's lock and never raises."""
+
+    def write(self, secrets: HandshakeSecrets) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class Device(Inbound):
     """Owns the TUN, the UDP sockets, the core and the threads that join them (the receive
     path's methods are in wgpy/device/inbound.py)."""
 
-    def __init__(self, tun: Tun, log: Logger, keylog: KeyLog | str | None = None,
+    def __init__(self, tun: Tun, log: Logger, keylog: KeyLogSink | None = None,
                  crypto_workers: int = 1) -> None:
-        """`keylog`: a key log for Wireshark (an open one, or a path to open: KeyLogError
-        if it cannot be), appended to at each handshake; see wgpy.device.keylog.
+        """`keylog`: an open key log for Wireshark (wgpy.observe.keylog.KeyLog), written at
+        each handshake and closed with the device.
         `crypto_workers`: threads that decrypt received batches (see `_decrypt_batch`);
         on the pure-Python path always one, the UDP reader itself."""
         self.tun = tun
@@ -147,11 +140,9 @@ class Device(Inbound):
         self.iface = Interface()
         self.iface.mtu = tun.mtu()
         self.iface.wall_offset = clock.wall_offset()
-        self.keylog = KeyLog.open(keylog, log) if isinstance(keylog, str) else keylog
-        if self.keylog is not None:
-            self.iface.keylog = self.keylog.write
-            if isinstance(keylog, str):  # else its opener said so (cli.main)
-                self.keylog.report_open(log)
+        self.keylog = keylog
+        if keylog is not None:
+            self.iface.keylog = keylog.write
         self.bind = Bind()
         self.is_up = False
         # Counters that several threads add to (`+=` on a Counter is a read and a write:
@@ -162,7 +153,7 @@ class Device(Inbound):
         # under a flood the lines are summed, at most one a DROP_LOG_INTERVAL per reason.
         self._drops_unlogged: Counter[DropReason] = Counter()
         self._drops_logged_at: dict[DropReason, float] = {}
-        # Handshake messages by type (wgpy.device.metrics): handed to the socket, arrived.
+        # Handshake messages by type (wgpy.observe.metrics): handed to the socket, arrived.
         self.handshakes_sent: Counter[int] = Counter()
         self.handshakes_received: Counter[int] = Counter()
         self.stopped = threading.Event()  # set when the device must go (TUN gone, close)
@@ -190,8 +181,6 @@ class Device(Inbound):
         except BaseException:
             for waker in wakers:
                 waker.close()
-            if self.keylog is not None and isinstance(keylog, str):
-                self.keylog.close()
             raise
         self._wake_tun, self._wake_udp, self._stopping = wakers
         # Received batches in arrival order, each decrypted by a crypto worker and then
@@ -334,14 +323,10 @@ class Device(Inbound):
             self._bind_changed.set()
             self._wake_udp.wake()
 
-    def serve_metrics(self, listener: socket.socket | str) -> tuple[str, int]:
-        """Serve Prometheus metrics at http://HOST:PORT/metrics until the device stops, in
-        the thread `metrics` (wgpy.device.metrics); `listener` is a listening socket or
-        its `HOST:PORT` (MetricsError if unusable). Returns the address served."""
-        from wgpy.device.metrics_http import MetricsServer  # noqa: PLC0415 - 3 MiB, if asked
-        server = MetricsServer(self, listener)
-        self.spawn("metrics", server.serve)
-        return server.address
+    def queue_lengths(self) -> dict[str, int]:
+        """Handshake messages waiting for the handshake worker (wgpy.observe.metrics): the
+        main queue, and those whose mac2 proved their address while under load."""
+        return {"handshake": self._handshake_q.qsize(), "proven_handshake": self._proven_q.qsize()}
 
     def peer_name(self, peer: Peer) -> str:
         key = b64(peer.public_key)

@@ -17,7 +17,7 @@ is part of the format. One block per handshake message we create (an initiation,
 response) is what extract-handshakes writes; repeated static keys are merged on reading.
 
 The core only hands these secrets over (`Interface.keylog`); writing them is the
-device's job (`wgpy.device.keylog`).
+device's job (`wgpy.observe.keylog`).
 """
 
 from __future__ import annotations

@@ -44,11 +44,12 @@ from wgpy.crypto import ZERO_KEY
 from wgpy.device import clock
 from wgpy.device.config import SetTransaction, snapshot
 from wgpy.device.device import Device as Engine
-from wgpy.device.ipc import UapiServer, listen
 from wgpy.device.log import Logger
 from wgpy.device.memtun import MemoryTun
 from wgpy.device.tun import Tun
+from wgpy.ipc.server import UapiServer, listen
 from wgpy.noise.actions import SendDatagram
+from wgpy.observe.keylog import KeyLog
 
 __all__ = ["Device", "PeerConfig", "Key", "key_bytes"]
 
@@ -121,8 +122,18 @@ class Device:
 
     def __init__(self, tun: Tun, *, uapi_dir: str | None = None, netlink: bool = False,
                  keylog: str | None = None) -> None:
+        log = Logger(tun.name)
         try:
-            self._engine = Engine(tun, Logger(tun.name), keylog=keylog)
+            sink = None
+            if keylog is not None:
+                sink = KeyLog.open(keylog, log)
+                sink.report_open(log)
+            try:
+                self._engine = Engine(tun, log, keylog=sink)
+            except BaseException:
+                if sink is not None:
+                    sink.close()
+                raise
         except BaseException:
             tun.close()
             raise
@@ -140,7 +151,7 @@ class Device:
                     raise
                 engine.spawn("uapi_accept", self._server.serve)
             if netlink:
-                from wgpy.device.netlink import watch_link
+                from wgpy.link.netlink import watch_link
                 engine.spawn("netlink", lambda: watch_link(engine))
             else:
                 engine.set_up(True)
@@ -276,7 +287,8 @@ class Device:
         """Serve Prometheus metrics at http://HOST:PORT/metrics (a thread of the device,
         stopped with it); returns the address served (port 0: a free one)."""
         self._check_open()
-        return self._engine.serve_metrics(address)
+        from wgpy.observe.metrics_http import serve_metrics  # noqa: PLC0415 - 3 MiB, if asked
+        return serve_metrics(self._engine, address)
 
     def set_up(self, up: bool) -> None:
         """Link up or down, as `ip link set` would (in memory; a TUN follows its link)."""

@@ -1,6 +1,6 @@
 """How UAPI work shares what it shares with others: the configuration lock, taken in
 arrival order (`FifoLock`), and the interpreter, handed to the data path's threads often
-while a UAPI thread works (`ShortSwitchInterval`). Used by wgpy.device.ipc.
+while a UAPI thread works (`ShortSwitchInterval`). Used by wgpy.ipc.server.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ length; a handful of ints, as a UAPI `get` copies them) and formats outside it; 
 and handshake counters and the handshake queues' lengths are read without the lock (a
 dict copy and `qsize` are atomic under the GIL). The copy takes the lock for a few peers
 at a time, as a UAPI `get` does, so the data path never waits long on a scrape. The
-HTTP server is wgpy.device.metrics_http, imported only by a device that serves metrics
+HTTP server is wgpy.observe.metrics_http, imported only by a device that serves metrics
 (the standard library's http.server costs a daemon 3 MiB and 25 ms of start-up).
 
 Names: the per-peer series are named and labelled as the common WireGuard exporter
@@ -150,8 +150,7 @@ def collect(device: Device) -> Sample:
         device=device.tun.name, public_key=public, peers=peers,
         drops=dict(device.drops),  # one C call: atomic against the threads that count
         sent=dict(device.handshakes_sent), received=dict(device.handshakes_received),
-        queues={"handshake": device._handshake_q.qsize(),
-                "proven_handshake": device._proven_q.qsize()})
+        queues=device.queue_lengths())
 
 
 def _escape(value: str) -> str:

@@ -1,4 +1,4 @@
-"""The HTTP side of the metrics (wgpy.device.metrics has what they say): `GET /metrics`
+"""The HTTP side of the metrics (wgpy.observe.metrics has what they say): `GET /metrics`
 served by the standard library's HTTP handler.
 
 Theory of operation: the device thread `metrics` accepts (asleep until a client connects or
@@ -6,7 +6,7 @@ the device stops: `Device.stop_fd`), and each connection gets a thread of its ow
 (`metrics_client`), at most METRICS_MAX_CLIENTS at once (more are closed at once), and a
 deadline for the whole exchange (METRICS_CLIENT_DEADLINE, then its socket is shut down), so
 a slow or stuck client delays neither other scrapes nor the device's close. Only a device
-asked to serve metrics imports this module (`Device.serve_metrics`).
+asked to serve metrics imports this module (`serve_metrics`).
 """
 
 from __future__ import annotations
@@ -20,12 +20,21 @@ from typing import TYPE_CHECKING, Any
 from uapi.values import format_endpoint
 from wgpy.constants import METRICS_CLIENT_DEADLINE, METRICS_MAX_CLIENTS
 from wgpy.device import threads
-from wgpy.device.metrics import CONTENT_TYPE, bind, collect, render
+from wgpy.observe.metrics import CONTENT_TYPE, bind, collect, render
 
 if TYPE_CHECKING:
     from wgpy.device.device import Device
 
-__all__ = ["MetricsServer"]
+__all__ = ["MetricsServer", "serve_metrics"]
+
+
+def serve_metrics(device: Device, listener: socket.socket | str) -> tuple[str, int]:
+    """Serve Prometheus metrics for `device` at http://HOST:PORT/metrics until it stops, in
+    its thread `metrics`; `listener` is a listening socket or its `HOST:PORT` (MetricsError
+    if unusable). Returns the address served."""
+    server = MetricsServer(device, listener)
+    device.spawn("metrics", server.serve)
+    return server.address
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):

@@ -30,7 +30,7 @@
   `config_lock` from its first line to its end (wireguard-go's ipcMutex), so two clients'
   sets never interleave: a `replace_peers` from one cannot remove a peer that the other is
   still giving allowed IPs, which would leave a peer that routes and sends but that `get`
-  does not list. The lock is granted in arrival order (wgpy.device.sharing; a set waits
+  does not list. The lock is granted in arrival order (wgpy.ipc.sharing; a set waits
   for it at most REQUEST_DEADLINE from its first byte), and a set must end within
   SET_DEADLINE of getting it, else the connection is closed and the lock freed, so stalled
   clients cannot lock the configuration, and a `get` waits for the sets before it, not for
@@ -42,7 +42,7 @@
   pieces of about SEND_SIZE bytes that the selector sends.
 - The server watches its socket file: deleting it stops the daemon, and a clean exit
   unlinks it. Like wireguard-go, it learns of the deletion from inotify (the socket file
-  and its directory are watched: wgpy.device.inotify), then checks with lstat that the
+  and its directory are watched: wgpy.ipc.inotify), then checks with lstat that the
   path no longer names the socket it bound; where inotify is missing, it lstats every
   WATCH_INTERVAL instead.
 - The selector thread sleeps until a socket or the watch needs it, or the nearest
@@ -64,8 +64,8 @@ from typing import TYPE_CHECKING
 
 from uapi.errors import UapiError
 from uapi.protocol import (
-    NEED_DATA, CloseConnection, Event, GetRequest, RequestError, ServerConnection,
-    SetRequestEnd, SetRequestStart, format_errno,
+    NEED_DATA, CloseConnection, Event, GetRequest, RequestError, ServerConnection, SetRequestEnd,
+    SetRequestStart, format_errno,
 )
 from uapi.responses import format_interface, iter_peer
 from wgpy.constants import (
@@ -75,8 +75,8 @@ from wgpy.constants import (
 )
 from wgpy.device import clock, threads
 from wgpy.device.config import SetTransaction, snapshot
-from wgpy.device.inotify import FileWatch
-from wgpy.device.sharing import FifoLock, ShortSwitchInterval
+from wgpy.ipc.inotify import FileWatch
+from wgpy.ipc.sharing import FifoLock, ShortSwitchInterval
 
 if TYPE_CHECKING:
     from wgpy.device.device import Device

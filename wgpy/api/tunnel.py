@@ -32,13 +32,9 @@ from typing import Callable, Sequence
 
 from uapi.responses import PeerInfo
 from wgpy.constants import DEFAULT_MTU
-from wgpy.device.embedded import Device, Key, PeerConfig, key_bytes
+from wgpy.api.embedded import Device, Key, PeerConfig, key_bytes
 from wgpy.packets import (
-    ICMP_ECHO_REPLY,
-    PROTO_ICMP,
-    echo_request,
-    parse_icmp_echo,
-    parse_ipv4,
+    ICMP_ECHO_REPLY, PROTO_ICMP, echo_request, parse_icmp_echo, parse_ipv4,
 )
 
 __all__ = ["Tunnel"]

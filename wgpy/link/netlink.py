@@ -34,13 +34,7 @@ from typing import TYPE_CHECKING
 
 from wgpy.constants import NETLINK_MAX_DRAIN, NETLINK_MOVE_SETTLE
 from wgpy.device.rtnl import (
-    RTM_DELLINK,
-    RTM_NEWLINK,
-    RTMGRP_IPV4_ROUTE,
-    RTMGRP_IPV6_ROUTE,
-    RTMGRP_LINK,
-    RTN_UNICAST,
-    Link,
+    RTM_DELLINK, RTM_NEWLINK, RTMGRP_IPV4_ROUTE, RTMGRP_IPV6_ROUTE, RTMGRP_LINK, RTN_UNICAST, Link,
     Rtnl,
 )
 from wgpy.routemtu import Route
