@@ -271,8 +271,61 @@ def test_layouts_refuse_a_wrong_type_word_or_size() -> None:
 
 
 def test_a_layout_starts_with_the_type_word() -> None:
+    from construct import Const, Int32ul, Struct  # noqa: PLC0415
+
     with pytest.raises(ValueError, match="type word"):
-        messages.Layout("Bad", 9, (("sender", "u32"), ("type", "u32")))
+        messages.Layout("Bad", Struct("sender" / Int32ul, "type" / Const(9, Int32ul)))
+    with pytest.raises(ValueError, match="type word"):
+        messages.Layout("Bad", Struct("type" / Int32ul, "sender" / Int32ul))
+
+
+def test_a_layout_refuses_a_field_struct_cannot_say() -> None:
+    from construct import Const, Int32ul, Int32ub, PascalString, Struct  # noqa: PLC0415
+
+    with pytest.raises(TypeError, match="sender"):  # big-endian: not the wire's order
+        messages.Layout("Bad", Struct("type" / Const(9, Int32ul), "sender" / Int32ub))
+    with pytest.raises(TypeError, match="name"):  # variable length
+        messages.Layout("Bad", Struct("type" / Const(9, Int32ul),
+                                      "name" / PascalString(Int32ul, "ascii")))
+
+
+# --- construct, the declaration, against the derived struct formats ---------------------------
+
+@pytest.mark.parametrize("kind", ALL_TYPES)
+def test_the_derived_struct_parses_and_builds_what_construct_does(kind: int) -> None:
+    """The single source is the construct declaration: on random messages, construct's own
+    parse and build give the same fields and bytes as the struct format derived from it."""
+    rng = random.Random(kind)
+    layout = LAYOUTS[kind]
+    assert layout.declaration.sizeof() == layout.size
+    for _ in range(200):
+        wire = struct.pack("<I", kind) + _rand(rng, layout.size - 4)
+        fields = layout.parse(wire)._asdict()
+        slow = {k: v for k, v in layout.declaration.parse(wire).items() if k != "_io"}
+        assert slow == fields
+        assert layout.declaration.build(fields) == wire == layout.build(fields)
+
+
+@pytest.mark.parametrize("kind", ALL_TYPES)
+def test_derived_offsets_are_constructs(kind: int) -> None:
+    """Each field's offset is the size of the declaration's fields before it."""
+    from construct import Struct  # noqa: PLC0415
+
+    layout = LAYOUTS[kind]
+    subcons = layout.declaration.subcons
+    for i, field in enumerate(subcons):
+        assert layout.offsets[field.name] == Struct(*subcons[:i]).sizeof()
+
+
+def test_construct_refuses_a_wrong_type_word_as_layout_does() -> None:
+    from construct import ConstError  # noqa: PLC0415
+
+    wire = bytearray(_msg(MESSAGE_INITIATION, INITIATION_SIZE))
+    wire[0] = MESSAGE_RESPONSE
+    with pytest.raises(ConstError):
+        Initiation.declaration.parse(bytes(wire))
+    with pytest.raises(ValueError, match="type word"):
+        Initiation.parse(bytes(wire))
 
 
 # --- MAC offsets ---------------------------------------------------------------------------------
