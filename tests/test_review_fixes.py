@@ -451,3 +451,38 @@ def test_two_bad_segments_whose_errors_cancel_are_both_written_alone() -> None:
     writes = [[bytes(x) for x in w] for w in coalesce(packets)]
     assert [NO_OFFLOAD, packets[1]] in writes and [NO_OFFLOAD, packets[3]] in writes
     assert roundtrip(packets) == packets
+
+
+# --- 5. a receive error met after part of a batch was read -------------------------------------
+
+class _ErrorAfterOneSocket:
+    """One junk datagram, then a pending socket error reported once (as the kernel's
+    sock_error clears sk_err), then nothing."""
+
+    family = socket.AF_INET
+
+    def __init__(self) -> None:
+        self.script: list[object] = [b"\x07junk", OSError(errno.ENETDOWN, "down")]
+
+    def recvmsg_into(self, buffers: list[memoryview], *args: object) -> object:
+        step = self.script.pop(0) if self.script else BlockingIOError()
+        if isinstance(step, BaseException):
+            raise step
+        assert isinstance(step, bytes)
+        buffers[0][:len(step)] = step
+        return len(step), [], 0, ("192.0.2.1", 51820)
+
+
+def test_a_receive_error_after_some_datagrams_is_raised_by_the_next_call() -> None:
+    """The datagrams read before the error are delivered, and the error is raised by the
+    next call on that socket (before, the kernel had cleared it and it was lost; the
+    comment said it would come back)."""
+    from wgpy.device.bind import Bind  # noqa: PLC0415
+
+    bind, sock = Bind(), _ErrorAfterOneSocket()
+    runs = bind.recv_runs(sock, 64)  # type: ignore[arg-type]
+    assert [(index, datagrams) for index, datagrams, _, _ in runs] == [(-1, [b"\x07junk"])]
+    with pytest.raises(OSError) as raised:
+        bind.recv_runs(sock, 64)  # type: ignore[arg-type]
+    assert raised.value.errno == errno.ENETDOWN
+    assert bind.recv_runs(sock, 64) == []  # type: ignore[arg-type] - reported once

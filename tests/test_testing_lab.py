@@ -82,3 +82,16 @@ def test_require_skips_or_fails_under_wgpy_require_root(
     monkeypatch.setenv("WGPY_REQUIRE_ROOT", "1")
     with pytest.raises(pytest.fail.Exception, match="WGPY_REQUIRE_ROOT=1 but needs"):
         require("wgpy-no-such-tool")
+
+
+def test_sysctl_hands_the_value_to_no_shell(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A value is the input of `tee`, the path its argument (before, both were pasted into
+    an `sh -c` string, so a quote in the value ran as shell)."""
+    calls: list[tuple[tuple[str, ...], object]] = []
+    monkeypatch.setattr(lab, "run", lambda *argv, **kw: calls.append((argv, kw.get("input"))))
+    lab.Namespace("wgns0").sysctl("net.ipv4.ip_forward", "1' ; touch /tmp/owned '")
+    assert calls == [(("ip", "netns", "exec", "wgns0", "tee", "/proc/sys/net/ipv4/ip_forward"),
+                      "1' ; touch /tmp/owned '")]
+    for bad in ("net/../../etc/passwd", "", "net..ipv4"):
+        with pytest.raises(ValueError):
+            lab.Namespace("wgns0").sysctl(bad, 1)

@@ -73,6 +73,10 @@ class Bind:
         self.sources: dict[Endpoint, Local] = {}
         self._buf = bytearray(RECV_BUFFER)
         self._view = memoryview(self._buf)
+        # A receive error met after some datagrams of a batch were read, by socket: the
+        # kernel reports a socket's pending error once (sock_error clears sk_err), so it is
+        # kept here and raised by the next `recv_runs` of that socket, not lost.
+        self._deferred: dict[socket.socket, OSError] = {}
 
     @property
     def sockets(self) -> list[socket.socket]:
@@ -146,6 +150,7 @@ class Bind:
             sock.close()
         self.sock4 = self.sock6 = None
         self.sources.clear()
+        self._deferred.clear()
 
     def set_fwmark(self, mark: int) -> None:
         """Raises OSError if the mark cannot be set (wireguard-go answers EADDRINUSE)."""
@@ -180,7 +185,11 @@ class Bind:
         """What waits on `sock`, up to about `limit` datagrams, as runs (`fastpath.runs`):
         (receiver index, transport data messages) or (-1, [another datagram]), each with
         its source and the local address it arrived on. A receive is a GRO batch of one
-        source, cut at the segment size the kernel reports."""
+        source, cut at the segment size the kernel reports. A receive error is raised
+        (OSError): at once if nothing was read before it, else by the next call."""
+        deferred = self._deferred.pop(sock, None)
+        if deferred is not None:
+            raise deferred
         out: list[tuple[int, list[bytes], Endpoint, Local | None]] = []
         view, runs = self._view, fastpath.runs
         v6 = sock.family == socket.AF_INET6
@@ -190,9 +199,10 @@ class Bind:
                 n, anc, _, src = sock.recvmsg_into([view], _ANC, socket.MSG_DONTWAIT)
             except BlockingIOError:
                 break
-            except OSError:
-                if out:
-                    break  # keep what we have; the error comes back on the next call
+            except OSError as exc:
+                if out:  # deliver what was read; the error is not reported again by the
+                    self._deferred[sock] = exc  # kernel, so the next call raises it
+                    break
                 raise
             segment = n
             local: tuple[bytes, int] | None = None

@@ -3,36 +3,30 @@
 Python's thread names live only inside the interpreter. Linux gives each thread a name of
 its own (comm, at most 15 bytes), which a new thread inherits from the one that made it:
 every thread of the daemon was `wgpy`, the process's name. A thread started here first
-names itself (prctl PR_SET_NAME, the same call the process name is set with), so
-`top -H -p $(pgrep -x wgpy)` shows whether `tun_reader`, `udp_reader`, `handshake` or
-`uapi_conn` is using the CPU. Where prctl cannot be had, the thread runs unnamed.
+names itself (setproctitle's `setthreadtitle`: prctl PR_SET_NAME, cut to the kernel's 15
+bytes), so `top -H -p $(pgrep -x wgpy)` shows whether `tun_reader`, `udp_reader`,
+`handshake` or `uapi_conn` is using the CPU. Without setproctitle (installed without its
+dependencies) the thread runs unnamed.
 """
 
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable
+from typing import Callable
 
 __all__ = ["set_os_name", "start"]
 
-PR_SET_NAME = 15  # linux/prctl.h
-COMM_MAX = 15  # TASK_COMM_LEN less its NUL
-
-_prctl: Any = None  # libc's prctl, once looked up; False where there is none
+_setthreadtitle: Callable[[str], None] | None
+try:
+    from setproctitle import setthreadtitle as _setthreadtitle
+except ImportError:
+    _setthreadtitle = None
 
 
 def set_os_name(name: str) -> None:
     """Name the calling thread (the main thread's name is the process's)."""
-    global _prctl
-    if _prctl is None:
-        try:
-            import ctypes  # noqa: PLC0415 - loaded by the first thread, as inotify loads it
-
-            _prctl = ctypes.CDLL(None, use_errno=True).prctl
-        except (ImportError, OSError, AttributeError):
-            _prctl = False
-    if _prctl:
-        _prctl(PR_SET_NAME, name.encode("ascii", "replace")[:COMM_MAX], 0, 0, 0)
+    if _setthreadtitle is not None:
+        _setthreadtitle(name)
 
 
 def start(name: str, target: Callable[..., object], *args: object) -> threading.Thread:

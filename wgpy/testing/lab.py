@@ -167,9 +167,12 @@ class Namespace:
         return self.run(*argv, check=False, timeout=count * (interval + wait) + 10)
 
     def sysctl(self, key: str, value: str | int) -> None:
-        """Write /proc/sys/KEY (dots or slashes) inside this namespace."""
-        path = "/proc/sys/" + key.replace(".", "/")
-        self.run("sh", "-c", f"printf '%s' '{value}' > {path}")
+        """Write /proc/sys/KEY (dots or slashes) inside this namespace. The value goes in
+        as `tee`'s input and the path as its argument: no shell ever reads either."""
+        parts = key.replace(".", "/").split("/")
+        if not all(part and part not in (".", "..") for part in parts):
+            raise ValueError(f"not a sysctl key: {key!r}")
+        self.run("tee", "/proc/sys/" + "/".join(parts), input=str(value))
 
     def socket(self, family: int = _socket.AF_INET, type: int = _socket.SOCK_DGRAM,
                proto: int = 0) -> _socket.socket:
