@@ -15,6 +15,9 @@ started with LOG_LEVEL=error and configured with stock `wg`; traffic goes from n
     up-wgpy     upstream wireguard-go sends, wgpy receives
     go-go       Debian's wireguard-go 0.0.20220316 on both sides
     pure-pure   wgpy on both sides with WGPY_PURE_PYTHON=1 (the pure-Python path)
+    base-base   with --baseline TREE: wgpy of another checkout (TREE, its compiled module
+                built or copied in) on both sides, so that wgpy-wgpy / base-base is a
+                change's before and after in one run
     up-wgpy2    as up-wgpy, the receiving wgpy with two crypto workers
                 (WGPY_CRYPTO_WORKERS=2): up-wgpy2 / up-wgpy is what a second core buys
 
@@ -79,6 +82,7 @@ PAIRS = [
     ("go-go", "wireguard-go", "wireguard-go"),
     ("pure-pure", "wgpy", "wgpy"),
     ("up-wgpy2", UPSTREAM, "wgpy"),
+    ("base-base", "wgpy", "wgpy"),  # only with --baseline
 ]
 # Pairs whose wgpy daemons run with more in their environment.
 PAIR_ENV = {"pure-pure": {"WGPY_PURE_PYTHON": "1"}, "up-wgpy2": {"WGPY_CRYPTO_WORKERS": "2"}}
@@ -174,10 +178,12 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
 def format_table(med: dict[str, dict[str, float | None]], rounds: int) -> str:
     """The printed table: one line a figure, one column a pair, then ratios to up-up (and
     wgpy-wgpy to go-go)."""
-    cols = [p[0] for p in PAIRS]
+    before = any("base-base" in v for v in med.values())  # a --baseline run
+    cols = [p[0] for p in PAIRS if p[0] != "base-base" or before]
     # Ratios to the baseline, and wgpy-wgpy against Debian's build (the pure path's bar).
     ratios = [(c, BASELINE) for c in cols if c != BASELINE] + [
-        ("wgpy-wgpy", DEBIAN), ("pure-pure", DEBIAN), ("up-wgpy2", "up-wgpy")]
+        ("wgpy-wgpy", DEBIAN), ("pure-pure", DEBIAN), ("up-wgpy2", "up-wgpy")] + (
+        [("wgpy-wgpy", "base-base")] if before else [])
     head = ["figure (median of %d rounds)" % rounds, *cols,
             *[f"{a}/{b}" for a, b in ratios], "better"]
     lines = []
@@ -452,6 +458,8 @@ def main() -> None:
     parser.add_argument("--udp-rate", default="0", help="iperf3 -b for UDP (0: unlimited)")
     parser.add_argument("--pairs", default=",".join(p[0] for p in PAIRS),
                         help="comma-separated subset of " + ", ".join(p[0] for p in PAIRS))
+    parser.add_argument("--baseline", type=Path,
+                        help="another wgpy checkout for the pair base-base (before/after)")
     parser.add_argument("--chart", type=Path, default=DEFAULT_CHART)
     parser.add_argument("--no-chart", action="store_true")
     parser.add_argument("--json", type=Path)
@@ -473,7 +481,12 @@ def main() -> None:
     upstream_path = ensure_upstream()  # on PATH as wireguard-go-upstream from here on
 
     wanted = args.pairs.split(",")
-    pairs = [p for p in PAIRS if p[0] in wanted]
+    if args.baseline is not None:
+        if not (args.baseline / "wgpy" / "__init__.py").exists():
+            sys.exit(f"--baseline {args.baseline}: no wgpy checkout there")
+        PAIR_ENV["base-base"] = {"PYTHONPATH": str(args.baseline.resolve())}
+        wanted.append("base-base")
+    pairs = [p for p in PAIRS if p[0] in wanted and (p[0] != "base-base" or args.baseline)]
     items: list[tuple[str, ...]] = [("pair", *p) for p in pairs]
     if not args.no_handshakes and not args.first_ping_only:
         items += [("hs", impl, mode) for mode in bench_handshakes.MODES
@@ -483,6 +496,7 @@ def main() -> None:
             "udp_rate": args.udp_rate, "kernel": platform.release(),
             "python": platform.python_version(), "date": time.strftime("%Y-%m-%d"),
             "git": _git("describe", "--always", "--dirty"),
+            "baseline": str(args.baseline) if args.baseline else None,
             "dirty_wgpy_files": _git("status", "--porcelain", "--", "wgpy").splitlines(),
             "wireguard_go": subprocess.run(["wireguard-go", "--version"], capture_output=True,
                                            text=True).stdout.splitlines()[0],

@@ -93,6 +93,12 @@ def test_summary_and_table() -> None:
     hs = next(line for line in lines if line.startswith("handshakes/s as responder, paced"))
     assert "3,000" in hs and "6,000" in hs and "0.50" in hs
     assert not any(line.startswith("TCP 4 streams") for line in lines)  # no data, no line
+    assert "base-base" not in table  # only a --baseline run has that column
+    rows.append({"pair": "base-base", "tcp1_mbits": 560.0})
+    lines = bt.format_table(bt.summarize(rows), 3).splitlines()
+    assert lines[0].split()[-2:] == ["wgpy-wgpy/base-base", "better"]
+    tcp = next(line for line in lines if line.startswith("TCP 1 stream"))
+    assert tcp.split()[-2:] == ["1.25", "higher"]  # 700 / 560: after / before
 
 
 def test_process_helpers_on_ourselves() -> None:
