@@ -66,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(USAGE)
         return 0  # wireguard-go prints the usage and exits 0
     name = args[0]
+    _raise_nofile_limit()
     level = level_from_env(os.environ.get("LOG_LEVEL"))
     configure_daemon(level)  # records of the `wgpy` loggers -> wireguard-go's lines, stdout
     try:
@@ -217,6 +218,20 @@ def _daemonize(args: list[str], tun: Tun, uapi: socket.socket, log: Logger,
             pass
         return EXIT_SETUP_FAILED
     return 0
+
+
+def _raise_nofile_limit() -> None:
+    """The soft limit of open files raised to the hard one, as every Go program's runtime
+    does at start (Go 1.19): wireguard-go holds a thousand UAPI clients at once where the
+    soft limit is 1,024. Where it cannot be raised, the UAPI server keeps within it."""
+    import resource  # noqa: PLC0415
+
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (OSError, ValueError):
+        pass
 
 
 def _run(tun: Tun, uapi: socket.socket, log: Logger, switch: float = 0.005,

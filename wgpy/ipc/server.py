@@ -84,6 +84,7 @@ if TYPE_CHECKING:
 __all__ = ["SOCKET_DIR", "listen", "UapiServer", "SocketInUse"]
 
 SOCKET_DIR = "/var/run/wireguard"
+SOMAXCONN_PATH = "/proc/sys/net/core/somaxconn"  # the largest listen queue allowed
 
 
 class SocketInUse(Exception):
@@ -119,8 +120,19 @@ def listen(name: str, directory: str = SOCKET_DIR) -> socket.socket:
     except BaseException:
         sock.close()
         raise
-    sock.listen(128)
+    sock.listen(listen_backlog())
     return sock
+
+
+def listen_backlog() -> int:
+    """The kernel's largest listen queue (net.core.somaxconn), as wireguard-go's listener
+    gets it from Go's net package: a burst of clients waits in the queue instead of being
+    refused (a connect with a timeout is non-blocking, and a full queue answers EAGAIN)."""
+    try:
+        with open(SOMAXCONN_PATH) as f:
+            return max(int(f.read()), 1)
+    except (OSError, ValueError):
+        return socket.SOMAXCONN
 
 
 _READING, _QUEUED, _WORKING, _WRITING = range(4)
@@ -172,6 +184,7 @@ class UapiServer:
         self._input_total = 0
         self._reply_total = 0
         self._accept_paused_until = 0.0
+        self._backlog = listen_backlog()
         self._next_sweep: float | None = None  # the nearest deadline: none, no sweep
         self._turn = FifoLock()  # UAPI's way to config_lock, in arrival order
         # Workers and the hand-back of their connections.
@@ -329,8 +342,10 @@ class UapiServer:
         conn.sock.close()
 
     def _accept(self) -> None:
+        """Take every connection the listen queue holds (bounded by its size), so that a
+        burst is drained in one wake-up; past the limit the quietest connection makes room."""
         limit = _fd_limit()
-        for _ in range(64):
+        for _ in range(self._backlog + 1):
             try:
                 sock, _ = self.listener.accept()
             except (BlockingIOError, InterruptedError):
