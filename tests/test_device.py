@@ -20,7 +20,8 @@ from uapi.client import Client
 from uapi.errors import UapiError
 from wgpy import crypto, fastpath
 from wgpy.device.device import Device
-from wgpy.ipc.server import UapiServer, listen
+from wgpy.ipc.listener import listen
+from wgpy.ipc.server import UapiServer
 from wgpy.device.log import VERBOSE, Logger
 
 

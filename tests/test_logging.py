@@ -20,7 +20,8 @@ from fakes import FakeTun
 from uapi.client import Client
 from wgpy import crypto
 from wgpy.device.device import Device
-from wgpy.ipc.server import UapiServer, listen
+from wgpy.ipc.listener import listen
+from wgpy.ipc.server import UapiServer
 from wgpy.device.log import (
     ERROR, SILENT, VERBOSE, Logger, WireguardGoFormatter, WireguardGoHandler, configure_daemon,
 )

@@ -157,12 +157,14 @@ METRICS_CLIENT_DEADLINE = 5.0  # for a whole request and reply, then the socket 
 IPV4_HEADER_MIN = 20
 IPV6_HEADER_SIZE = 40
 
-# The netlink watcher (wgpy/link/netlink.py) and its rtnetlink client (wgpy/device/rtnl.py).
+# The netlink watcher (wgpy/link/netlink.py) and its pyroute2 calls (wgpy/link/rtnetlink.py).
 NETLINK_MOVE_SETTLE = 0.2  # after RTM_DELLINK: time for a deleted TUN to show as deleted
 NETLINK_MAX_DRAIN = 1 << 16  # datagrams drained per wake-up (more than a full receive
 #                              buffer holds), so that a route flood costs few read-backs
-NETLINK_RECV_SIZE = 65536  # a dump's datagram is at most 32 KiB; notifications are smaller
-NETLINK_MONITOR_RCVBUF = 4 << 20
-NETLINK_REQUEST_TIMEOUT = 5.0  # the kernel answers at once; this bounds a broken exchange
-NETLINK_MAX_DATAGRAMS = 1 << 20  # per request: far more than any routing table needs
-NETLINK_MAX_ATTRS = 4096  # per message
+NETLINK_RECV_SIZE = 65536  # a notification's datagram is far smaller
+NETLINK_MONITOR_RCVBUF = 4 << 20  # the monitor's receive buffer (SO_RCVBUFFORCE as root)
+NETLINK_REQUEST_TIMEOUT = 60.0  # per route dump: pyroute2 reads 60,000 routes in ~6 s
+NETLINK_RETRY_DELAY = 0.5  # after a failed read-back or monitor open, doubling up to
+NETLINK_COLLECT_EVERY = 1000  # pyroute2 messages parsed between collections of their cycles
+NETLINK_FOLLOW_WAIT = 5.0  # at start, for the monitor and the first read-back, at most
+NETLINK_RETRY_MAX = 30.0  # this: the thread retries for ever, never faster than this

@@ -39,7 +39,7 @@ from uapi.prefix import prefix_network
 from uapi.protocol import SetRequestError, parse_set_line
 from uapi.responses import DeviceInfo
 from uapi.values import format_endpoint
-from wgpy.constants import DEFAULT_MTU, KEY_SIZE
+from wgpy.constants import DEFAULT_MTU, KEY_SIZE, NETLINK_FOLLOW_WAIT
 from wgpy.crypto import ZERO_KEY
 from wgpy.device import clock
 from wgpy.device.config import SetTransaction, snapshot
@@ -47,7 +47,8 @@ from wgpy.device.device import Device as Engine
 from wgpy.device.log import Logger
 from wgpy.device.memtun import MemoryTun
 from wgpy.device.tun import Tun
-from wgpy.ipc.server import UapiServer, listen
+from wgpy.ipc.listener import listen
+from wgpy.ipc.server import UapiServer
 from wgpy.noise.actions import SendDatagram
 from wgpy.observe.keylog import KeyLog
 
@@ -142,6 +143,15 @@ class Device:
         engine = self._engine
         try:
             engine.start()
+            if netlink:  # the link's state known before a UAPI client may change it
+                import threading  # noqa: PLC0415
+
+                from wgpy.link.netlink import watch_link  # noqa: PLC0415
+                following = threading.Event()
+                engine.spawn("netlink", lambda: watch_link(engine, following))
+                following.wait(NETLINK_FOLLOW_WAIT)
+            else:
+                engine.set_up(True)
             if uapi_dir is not None:
                 listener = listen(tun.name, uapi_dir)
                 try:
@@ -150,11 +160,6 @@ class Device:
                     listener.close()
                     raise
                 engine.spawn("uapi_accept", self._server.serve)
-            if netlink:
-                from wgpy.link.netlink import watch_link
-                engine.spawn("netlink", lambda: watch_link(engine))
-            else:
-                engine.set_up(True)
         except BaseException:
             self.close()
             raise
