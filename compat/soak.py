@@ -40,6 +40,7 @@ import json
 import os
 import random
 import re
+import signal
 import socket
 import struct
 import subprocess
@@ -503,6 +504,14 @@ def main() -> int:
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("needs root (network namespaces)")
+
+    def interrupted(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    # SIGTERM, and SIGINT also where a shell started us in the background (it ignores
+    # SIGINT there): stop, and remove the lab on the way out.
+    signal.signal(signal.SIGTERM, interrupted)
+    signal.signal(signal.SIGINT, interrupted)
     soak = Soak.__new__(Soak)
     try:
         soak.__init__(args)  # type: ignore[misc]
