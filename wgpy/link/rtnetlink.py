@@ -58,7 +58,14 @@ __all__ = ["LinkState", "LinkEvent", "Monitor", "Routes", "open_monitor", "read_
 # asm-generic/socket.h; Python's socket module does not export it (a socket option, not
 # an rtnetlink constant: pyroute2 has none either).
 SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
-MAIN_TABLE = 254  # the table pyroute2 itself defaults to (it has no name for RT_TABLE_MAIN)
+
+
+def _main_table() -> int:
+    """RT_TABLE_MAIN, by the name pyroute2 gives it (its routes' default table)."""
+    from pyroute2.iproute.linux import DEFAULT_TABLE  # type: ignore[import-untyped]
+
+    table: int = DEFAULT_TABLE
+    return table
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +164,7 @@ def _route(msg: Any, family: int, index: int) -> tuple[bytes, int, int | None] |
 
     if msg.get("oif") != index or msg["type"] != rt_type["unicast"]:
         return None
-    if msg.get("table") != MAIN_TABLE:
+    if msg.get("table") != _main_table():
         return None
     dst = msg.get("dst")
     size = 4 if family == socket.AF_INET else 16
@@ -218,7 +225,7 @@ class Routes:
 
 
 async def _dump_routes(ipr: Any, family: int, index: int, routes: Routes) -> None:
-    dump = await ipr.route("dump", family=family, table=MAIN_TABLE, oif=index)
+    dump = await ipr.route("dump", family=family, table=_main_table(), oif=index)
     seen = 0
     async for msg in dump:
         route = _route(msg, family, index)
