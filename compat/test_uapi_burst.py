@@ -5,10 +5,12 @@ is tests/test_uapi_abuse.py."""
 
 from __future__ import annotations
 
+import json
 import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -16,22 +18,7 @@ from compat.lab import Lab
 
 pytestmark = pytest.mark.root
 
-HOLD = """
-import socket, sys, time
-path, count = sys.argv[1], int(sys.argv[2])
-clients, refused = [], 0
-for _ in range(count):
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(5)  # non-blocking underneath: a full listen queue is EAGAIN at once
-    try:
-        sock.connect(path)
-        clients.append(sock)
-    except OSError:
-        refused += 1
-        sock.close()
-print(refused, flush=True)
-sys.stdin.read()  # hold them until the test closes our input
-"""
+BURST = Path(__file__).resolve().parent / "uapi_burst.py"
 
 
 @pytest.mark.parametrize("impl", ["wgpy", "wireguard-go"])
@@ -41,11 +28,12 @@ def test_wg_show_answers_while_a_thousand_clients_hold_connections(impl: str) ->
         pytest.skip(f"needs 1,200 file descriptors, the hard limit is {hard}")
     with Lab() as lab:
         daemon = lab.daemon(lab.namespace("ub"), impl, env={"LOG_LEVEL": "error"})
-        holder = subprocess.Popen([sys.executable, "-c", HOLD, str(daemon.socket), "1000"],
+        holder = subprocess.Popen([sys.executable, str(BURST), str(daemon.socket), "1000",
+                                   "--hold"],
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         try:
             assert holder.stdout is not None
-            refused = int(holder.stdout.readline() or -1)
+            refused = json.loads(holder.stdout.readline() or '{"refused": -1}')["refused"]
             started = time.monotonic()
             show = daemon.ns.run("wg", "show", daemon.ifname, check=False, timeout=10)
             took = time.monotonic() - started

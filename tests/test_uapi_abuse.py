@@ -318,47 +318,6 @@ def test_a_get_is_not_overtaken_by_sets_that_come_after_it(
     reader.close()
 
 
-_BURST = """
-import json, socket, sys, time
-path, count = sys.argv[1], int(sys.argv[2])
-clients, refused = [], 0
-for _ in range(count):
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(5)  # non-blocking underneath: a full listen queue is EAGAIN at once
-    try:
-        sock.connect(path)
-    except OSError:
-        refused += 1
-        sock.close()
-        continue
-    clients.append(sock)
-started = time.monotonic()
-fresh = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-fresh.settimeout(5)
-reply = b""
-try:
-    fresh.connect(path)
-    fresh.sendall(b"get=1\\n\\n")
-    while not reply.endswith(b"\\n\\n"):
-        chunk = fresh.recv(65536)
-        if not chunk:
-            break
-        reply += chunk
-except OSError as exc:
-    reply = repr(exc).encode()
-took = time.monotonic() - started
-held = 0
-for sock in clients[:5] + clients[-5:]:  # held: they are answered as well
-    try:
-        sock.sendall(b"get=1\\n\\n")
-        held += sock.recv(65536).startswith(b"private_key=")
-    except OSError:
-        pass
-print(json.dumps({"refused": refused, "took": took, "reply": reply[-40:].decode(errors="replace"),
-                  "held": held}))
-"""
-
-
 def test_a_burst_of_a_thousand_clients_is_held_and_a_fresh_get_answered(node: Node) -> None:
     """1,000 clients connect at once from another process, each with a timeout (a
     non-blocking connect: a full listen queue is an immediate EAGAIN, as Go's net.Dial
@@ -371,7 +330,8 @@ def test_a_burst_of_a_thousand_clients_is_held_and_a_fresh_get_answered(node: No
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if min(soft, hard) < 1200 and hard != resource.RLIM_INFINITY:
         pytest.skip(f"needs 1,200 file descriptors, the hard limit is {hard}")
-    out = subprocess.run([sys.executable, "-c", _BURST, node.client.path, "1000"],
+    burst = Path(__file__).resolve().parent.parent / "compat" / "uapi_burst.py"
+    out = subprocess.run([sys.executable, str(burst), node.client.path, "1000"],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
