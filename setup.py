@@ -1,4 +1,5 @@
-"""The optional compiled batch path, wgpy._fastpath (wgpy/_fastpath.c, OpenSSL's libcrypto).
+"""The optional compiled batch path, wgpy._fastpath (wgpy/_fastpath.c and
+_fastpath_offload.c, OpenSSL's libcrypto).
 
 Everything else is in pyproject.toml. The extension is optional: when it cannot be built
 (no compiler, no Python or OpenSSL headers: `apt-get install gcc python3-dev libssl-dev`),
@@ -28,7 +29,8 @@ class OptionalBuildExt(build_ext):
 
 
 extensions = [] if os.environ.get("WGPY_NO_EXTENSION") == "1" else [
-    Extension("wgpy._fastpath", ["wgpy/_fastpath.c"], libraries=["crypto"],
+    Extension("wgpy._fastpath", ["wgpy/_fastpath.c", "wgpy/_fastpath_offload.c"],
+              depends=["wgpy/_fastpath.h"], libraries=["crypto"],
               extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra", "-Wno-unused-parameter"],
               optional=True),
 ]
