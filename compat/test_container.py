@@ -9,6 +9,9 @@ way a runtime runs it, so the two cannot drift apart:
   and bounding sets), as `--cap-drop ALL --cap-add NET_ADMIN` does;
 - with the image's ENV only, its /opt/wgpy virtual environment being the test's own.
 
+(compat/test_podman.py runs the image itself, built, under podman; this test is for hosts
+without an engine, and reads the final stage of the two-stage Containerfile.)
+
 `docker exec` is nsenter into the same namespaces with the same capabilities. The image's
 wgpy then serves wg0, `wgpy-up` configures it, and a wireguard-go peer in another namespace
 pings through it; wg-quick run in the container starts a second wgpy (this host has no
@@ -60,17 +63,29 @@ class Image:
         return self.entrypoint + self.cmd
 
 
-def parse_containerfile(text: str) -> Image:
-    """ENTRYPOINT and CMD (exec form only: a shell form would make sh PID 1, and SIGTERM
-    would not reach wgpy) and ENV, with continuation lines joined."""
+def stages(text: str) -> list[str]:
+    """The build stages, each from its FROM line on, with continuation lines joined and
+    comments left out."""
     joined = re.sub(r"\\\n", " ", text)
-    entrypoint: list[str] = []
-    cmd: list[str] = []
-    env: dict[str, str] = {}
+    found: list[list[str]] = []
     for line in joined.splitlines():
         line = line.strip()
         if not line or line.startswith("#"):
             continue
+        if line.split(" ", 1)[0].upper() == "FROM":
+            found.append([])
+        assert found, f"an instruction before FROM: {line}"
+        found[-1].append(line)
+    return ["\n".join(stage) for stage in found]
+
+
+def parse_containerfile(text: str) -> Image:
+    """The final stage's (the image's) ENTRYPOINT and CMD (exec form only: a shell form
+    would make sh PID 1, and SIGTERM would not reach wgpy) and ENV."""
+    entrypoint: list[str] = []
+    cmd: list[str] = []
+    env: dict[str, str] = {}
+    for line in stages(text)[-1].splitlines():
         instruction, _, rest = line.partition(" ")
         instruction = instruction.upper()
         if instruction in ("ENTRYPOINT", "CMD"):
@@ -107,10 +122,27 @@ def test_containerfile_and_compose() -> None:
     assert img.env["PATH"].startswith(f"{IMAGE_VENV}/bin:"), img.env["PATH"]
     assert img.env["WG_QUICK_USERSPACE_IMPLEMENTATION"] == f"{IMAGE_VENV}/bin/wgpy"
     text = CONTAINERFILE.read_text()
-    assert re.search(r"^FROM debian:\S+-slim$", text, re.M), "not Debian slim"
-    assert f"python3 -m venv {IMAGE_VENV}" in text and f"{IMAGE_VENV}/bin/pip install" in text
-    assert "STOPSIGNAL SIGTERM" in text
-    assert "COPY contrib/wgpy-up /usr/local/bin/wgpy-up" in text
+    build, final = stages(text)
+    assert re.match(r"FROM debian:\S+-slim AS build\n", build), "not Debian slim"
+    assert re.match(r"FROM debian:\S+-slim\n", final), "not Debian slim"
+    assert f"python3 -m venv {IMAGE_VENV}" in build and f"{IMAGE_VENV}/bin/pip install" in build
+    # The builder's pip settings and CA as build secrets, optional; the versions pinned.
+    assert "--mount=type=secret,id=pipconf --mount=type=secret,id=ca" in build
+    assert "PIP_CONFIG_FILE=/run/secrets/pipconf" in build and "PIP_CERT=/run/secrets/ca" in build
+    assert "PIP_CONSTRAINT=/src/contrib/constraints.txt" in build
+    assert "import wgpy._fastpath" in build  # the build fails without the compiled path
+    assert "pip uninstall -q -y pip setuptools" in build
+    # The image: the venv and what runs it, nothing of the build.
+    assert f"COPY --from=build {IMAGE_VENV} {IMAGE_VENV}" in final
+    for tool in ("gcc", "python3-dev", "libssl-dev", "python3-venv", "pip install", "secret"):
+        assert tool not in final, tool
+    assert "libssl3" in final and "wireguard-tools" in final and "iproute2" in final
+    assert re.search(r"^HEALTHCHECK .*CMD .*wg show", final, re.M), final
+    assert "STOPSIGNAL SIGTERM" in final
+    assert "COPY contrib/wgpy-up /usr/local/bin/wgpy-up" in final
+    ignored = (ROOT / ".containerignore").read_text().split()
+    for path in (".git", ".venv", "build", "**/__pycache__", "**/*.so"):
+        assert path in ignored, path
     dropin = (ROOT / "contrib" / "wg-quick@.service.d" / "wgpy.conf").read_text()
     assert f"Environment=WG_QUICK_USERSPACE_IMPLEMENTATION={IMAGE_VENV}/bin/wgpy\n" in dropin
 
@@ -121,6 +153,33 @@ def test_containerfile_and_compose() -> None:
     assert 'devices: ["/dev/net/tun:/dev/net/tun"]' in body, body
     assert "read_only: true" in body and "tmpfs: [/run]" in body, body
     assert "dockerfile: contrib/Containerfile" in body
+
+
+def test_constraints_pin_every_dependency() -> None:
+    """contrib/constraints.txt pins each runtime dependency in pyproject.toml (and the build
+    backend) to one version within the bounds pyproject.toml gives."""
+    from packaging.requirements import Requirement
+
+    pins = {}
+    for line in (ROOT / "contrib" / "constraints.txt").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            name, sep, version = line.partition("==")
+            assert sep and re.fullmatch(r"[0-9][0-9A-Za-z.]*", version), f"not exact: {line}"
+            pins[name.strip().lower().replace("_", "-")] = version
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    dependencies = re.search(r"^dependencies = \[(.*?)^\]", pyproject, re.M | re.S)
+    backend = re.search(r"^requires = \[(.*?)\]", pyproject, re.M)
+    assert dependencies and backend
+    required = re.findall(r'"([^"]+)"', dependencies.group(1) + backend.group(1))
+    assert len(required) >= 6, required
+    for text in required:
+        requirement = Requirement(text)
+        name = requirement.name.lower().replace("_", "-")
+        assert name in pins, f"{name} is not pinned in contrib/constraints.txt"
+        assert requirement.specifier.contains(pins[name]), f"{name}=={pins[name]}: {text}"
+    for name in ("cffi", "pycparser"):  # cryptography's and pynacl's own
+        assert name in pins, name
 
 
 # --- a container runtime, made of unshare, setpriv and nsenter ---------------------------------
