@@ -293,8 +293,8 @@ def main() -> int:
                 if not d.alive():
                     raise RuntimeError(f"{d.impl} died:\n{d.log_tail()}")
         print(f"(peers rows: {', '.join(PEERS_OPS)})")
-        medians(f"big, median (s)", BIG_OPS, big)
-        medians(f"peers, median (s)", PEERS_OPS, many)
+        medians("big, median (s)", BIG_OPS, big)
+        medians("peers, median (s)", PEERS_OPS, many)
         print(f"\n{'memory MiB':<20}{'wgpy':>10}{'wireguard-go':>14}")
         print(f"{'VmRSS fresh':<20}{fresh['wgpy'] / 1024:>10.1f}"
               f"{fresh['wireguard-go'] / 1024:>14.1f}")

@@ -23,10 +23,8 @@ import os
 import random
 import re
 import socket
-import struct
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable

@@ -27,11 +27,7 @@ from ipaddress import ip_network
 from uapi.errors import EPROTO, UapiError, redact
 from uapi.prefix import Prefix, format_prefix_lines, prefix_of
 from uapi.values import (
-    IPNetwork,
-    format_endpoint,
-    format_network,
-    parse_hex_key,
-    parse_prefix,
+    IPNetwork, format_endpoint, parse_hex_key, parse_prefix,
 )
 
 __all__ = [
