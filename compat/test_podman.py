@@ -33,6 +33,7 @@ from typing import Iterator
 import pytest
 
 from compat.lab import b64
+from compat.test_container import write_conf  # the same wg-quick file as the runtime test
 from wgpy import __version__, crypto
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -167,21 +168,6 @@ class Box:
         podman("rm", "-f", "-t", "0", self.name, check=False)
 
 
-def write_conf(path: Path, private: bytes, port: int, address: str, peer_public: bytes,
-               allowed: str, endpoint: str) -> None:
-    path.touch(mode=0o600)  # root's, 0600: root in the container has no CAP_DAC_OVERRIDE
-    path.write_text(f"""[Interface]
-PrivateKey = {b64(private)}
-ListenPort = {port}
-Address = {address}
-
-[Peer]
-PublicKey = {b64(peer_public)}
-AllowedIPs = {allowed}
-Endpoint = {endpoint}:{port}
-""")
-
-
 @pytest.fixture
 def network() -> Iterator[str]:
     """A podman bridge network of its own (netavark), removed after the test. netavark turns
@@ -229,9 +215,9 @@ def test_two_containers_tunnel_and_stop(network: str) -> None:
         assert a.exec("touch", "/probe", check=False).returncode != 0  # read-only root
 
         write_conf(dirs[0] / "wg0.conf", keys[0], 51820, "10.80.0.1/24",
-                   crypto.public_key(keys[1]), "10.80.0.2/32", b.address)
+                   crypto.public_key(keys[1]), "10.80.0.2/32", f"{b.address}:51820")
         write_conf(dirs[1] / "wg0.conf", keys[1], 51820, "10.80.0.2/24",
-                   crypto.public_key(keys[0]), "10.80.0.1/32", a.address)
+                   crypto.public_key(keys[0]), "10.80.0.1/32", f"{a.address}:51820")
         for box in (a, b):
             up = box.exec("wgpy-up", "wg0")
             assert "already served" in up.stderr, up.stderr
@@ -246,9 +232,7 @@ def test_two_containers_tunnel_and_stop(network: str) -> None:
 
         # wg-quick in the container starts a second wgpy (WG_QUICK_USERSPACE_IMPLEMENTATION).
         write_conf(dirs[0] / "wg1.conf", keys[2], 51821, "10.80.1.1/24",
-                   crypto.public_key(keys[1]), "10.80.1.2/32", b.address)
-        (dirs[0] / "wg1.conf").write_text((dirs[0] / "wg1.conf").read_text().replace(
-            f"{b.address}:51821", f"{b.address}:51820"))
+                   crypto.public_key(keys[1]), "10.80.1.2/32", f"{b.address}:51820")
         b.exec("wg", "set", "wg0", "peer", b64(crypto.public_key(keys[2])), "allowed-ips",
                "10.80.1.1/32", "endpoint", f"{a.address}:51821")
         b.exec("ip", "address", "add", "10.80.1.2/24", "dev", "wg0")
