@@ -31,17 +31,16 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 
 from wgpy import __version__
-from wgpy.constants import MAX_CRYPTO_WORKERS, NETLINK_FOLLOW_WAIT
+from wgpy.constants import MAX_CRYPTO_WORKERS
 from wgpy.device import threads
 from wgpy.device.device import Device
 from wgpy.device.log import SILENT, Logger, configure_daemon, level_from_env
 from wgpy.device.tun import Tun, TunError
 from wgpy.ipc.listener import SocketInUse, listen
 from wgpy.ipc.server import UapiServer
-from wgpy.link.netlink import watch_link
+from wgpy.link.netlink import start_watching
 from wgpy.observe.keylog import KeyLog, KeyLogError
 from wgpy.observe.metrics import MetricsError, bind
 
@@ -255,9 +254,7 @@ def _run(tun: Tun, uapi: socket.socket, log: Logger, switch: float = 0.005,
     if os.getpid() == 1:  # a container's init: orphans it adopts (wg-quick's daemons) are reaped
         signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     device.start()
-    following = threading.Event()
-    device.spawn("netlink", lambda: watch_link(device, following))
-    following.wait(NETLINK_FOLLOW_WAIT)  # link state known before a client may change it
+    start_watching(device)  # the link's state known before a client may change it
     device.spawn("uapi_accept", server.serve)
     if metrics is not None:
         from wgpy.observe.metrics_http import serve_metrics  # noqa: PLC0415 - 3 MiB, if asked

@@ -39,7 +39,7 @@ from uapi.prefix import prefix_network
 from uapi.protocol import SetRequestError, parse_set_line
 from uapi.responses import DeviceInfo
 from uapi.values import format_endpoint
-from wgpy.constants import DEFAULT_MTU, KEY_SIZE, NETLINK_FOLLOW_WAIT
+from wgpy.constants import DEFAULT_MTU, KEY_SIZE
 from wgpy.crypto import ZERO_KEY
 from wgpy.device import clock
 from wgpy.device.config import SetTransaction, snapshot
@@ -144,12 +144,8 @@ class Device:
         try:
             engine.start()
             if netlink:  # the link's state known before a UAPI client may change it
-                import threading  # noqa: PLC0415
-
-                from wgpy.link.netlink import watch_link  # noqa: PLC0415
-                following = threading.Event()
-                engine.spawn("netlink", lambda: watch_link(engine, following))
-                following.wait(NETLINK_FOLLOW_WAIT)
+                from wgpy.link.netlink import start_watching  # noqa: PLC0415
+                start_watching(engine)
             else:
                 engine.set_up(True)
             if uapi_dir is not None:

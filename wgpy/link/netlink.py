@@ -45,7 +45,8 @@ import time
 from typing import TYPE_CHECKING
 
 from wgpy.constants import (
-    NETLINK_MAX_DRAIN, NETLINK_MOVE_SETTLE, NETLINK_RETRY_DELAY, NETLINK_RETRY_MAX,
+    NETLINK_FOLLOW_WAIT, NETLINK_MAX_DRAIN, NETLINK_MOVE_SETTLE, NETLINK_RETRY_DELAY,
+    NETLINK_RETRY_MAX,
 )
 from wgpy.link import rtnetlink
 from wgpy.link.netns import follow_tun_namespace, join_netns
@@ -54,11 +55,20 @@ from wgpy.link.rtnetlink import LinkState, Monitor, Routes, link_state, routes_i
 if TYPE_CHECKING:
     from wgpy.device.device import Device
 
-__all__ = ["watch_link", "link_state", "routes_into", "join_netns", "follow_tun_namespace"]
+__all__ = ["start_watching", "watch_link", "link_state", "routes_into", "join_netns",
+           "follow_tun_namespace"]
 
 # What _follow found: the device stopped, the interface left this namespace, or the monitor
 # failed and must be replaced.
 STOPPED, LEFT, REOPEN = "stopped", "left", "reopen"
+
+
+def start_watching(device: Device) -> None:
+    """Start the device's `netlink` thread and return once it follows the link (at most
+    NETLINK_FOLLOW_WAIT): the link's state is known before a UAPI client may change it."""
+    following = threading.Event()
+    device.spawn("netlink", lambda: watch_link(device, following))
+    following.wait(NETLINK_FOLLOW_WAIT)
 
 
 def watch_link(device: Device, following: threading.Event | None = None) -> None:

@@ -9,12 +9,13 @@ Requests: each read opens its own `IPRoute` (its own netlink socket and asyncio 
 run only inside the call; pyroute2 starts no thread and no timer) in the calling thread's
 network namespace, and closes it. A link is asked for by name (`link('get', ifname=)`:
 index, IFF_UP, MTU); routes are dumped per family from the main table through the
-interface (`route('dump', family=, table=254, oif=)`), the kernel filtering them when strict
-checking is available (Linux 4.20). A dump is consumed as it comes, through pyroute2's
+interface (`route('dump', family=, table=DEFAULT_TABLE, oif=)`), the kernel filtering them when
+strict checking is available (Linux 4.20). A dump is consumed as it comes, through pyroute2's
 asynchronous API, and each route is packed at once (`Routes`): the synchronous API would
-first build a tuple of pyroute2 messages, some 3 KiB each (215 MiB for 60,000 routes). pyroute2 reports a kernel error as NetlinkError(code); it is turned into
-OSError(code) here, so that callers see one kind of error. ENODEV means the interface left
-(moved or deleted meanwhile): `read_link` and `read_routes` answer None then. Any other
+first build a tuple of pyroute2 messages, some 3 KiB each (215 MiB for 60,000 routes).
+pyroute2 reports a kernel error as NetlinkError(code); it is turned into OSError(code) here,
+so that callers see one kind of error. ENODEV means the interface left (moved or deleted
+meanwhile): `read_link` and `read_routes` answer None then. Any other
 failure raises, so that a caller never takes "could not read" for "no routes".
 
 The monitor (`open_monitor`) is an `IPRoute` bound to RTMGRP_LINK, RTMGRP_IPV4_ROUTE and
@@ -101,12 +102,6 @@ def as_oserror(exc: BaseException) -> OSError:
     return OSError(errno.EBADMSG, f"{type(exc).__name__}: {exc}")
 
 
-def load() -> None:
-    """Import the parts of pyroute2 used here (they are otherwise imported by the first
-    call)."""
-    import pyroute2  # type: ignore[import-untyped]  # noqa: F401
-
-
 def _netlink_errors() -> tuple[type[BaseException], ...]:
     from pyroute2.netlink.exceptions import (  # type: ignore[import-untyped]
         NetlinkDecodeError, NetlinkError,
@@ -156,15 +151,12 @@ def read_link(name: str) -> LinkState | None:
     return None
 
 
-def _route(msg: Any, family: int, index: int) -> tuple[bytes, int, int | None] | None:
+def _route(msg: Any, family: int, index: int, unicast: int, table: int
+           ) -> tuple[bytes, int, int | None] | None:
     """A pyroute2 route message as (address, prefix length, MTU or None), if it is a
-    unicast route of the main table out of `index` (the kernel filtered already when it
-    checks strictly)."""
-    from pyroute2.netlink.rtnl import rt_type  # type: ignore[import-untyped]
-
-    if msg.get("oif") != index or msg["type"] != rt_type["unicast"]:
-        return None
-    if msg.get("table") != _main_table():
+    `unicast` route of `table` out of `index` (the kernel filtered already when it checks
+    strictly)."""
+    if msg.get("oif") != index or msg["type"] != unicast or msg.get("table") != table:
         return None
     dst = msg.get("dst")
     size = 4 if family == socket.AF_INET else 16
@@ -225,10 +217,13 @@ class Routes:
 
 
 async def _dump_routes(ipr: Any, family: int, index: int, routes: Routes) -> None:
-    dump = await ipr.route("dump", family=family, table=_main_table(), oif=index)
+    from pyroute2.netlink.rtnl import rt_type  # type: ignore[import-untyped]
+
+    table, unicast = _main_table(), rt_type["unicast"]
+    dump = await ipr.route("dump", family=family, table=table, oif=index)
     seen = 0
     async for msg in dump:
-        route = _route(msg, family, index)
+        route = _route(msg, family, index, unicast, table)
         if route is not None:
             routes.add(*route)
         seen += 1
