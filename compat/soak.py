@@ -60,8 +60,7 @@ P = 65521  # the pattern's period: prime, so no read size lines up with it
 CHUNK = 16384
 DATAGRAM = 1200
 UDP_HEAD = struct.Struct("!Q8s")  # sequence number, BLAKE2b-64 of the payload
-WGPY_ROLES = ("tun_reader", "udp_reader", "handshake", "timers", "uapi_accept", "netlink",
-              "metrics")
+WGPY_ROLES = ("datapath", "handshake", "timers", "uapi_accept", "netlink", "metrics")
 GROWTH = 1.10  # RSS and open fds may not grow past this after the first interval
 
 

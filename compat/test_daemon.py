@@ -428,7 +428,7 @@ def test_version_and_usage() -> None:
 
 IDLE_SECONDS = 5.0
 IDLE_MAX_SWITCHES = 5  # over IDLE_SECONDS; about 65 while the threads polled (13 a second)
-IDLE_THREADS = 7  # main, tun_reader, udp_reader, handshake, timers, uapi_accept, netlink
+IDLE_THREADS = 6  # main, datapath, handshake, timers, uapi_accept, netlink
 WORKER_GONE_TIMEOUT = 15.0  # the UAPI worker that served `wg` ends after WORKER_IDLE (5 s)
 STOP_AT_ONCE = 2.0
 

@@ -46,7 +46,7 @@ def test_no_inline_answer_with_a_queue_or_under_load(device: Device) -> None:
 
 def test_handshake_completes_without_the_handshake_thread(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Both sides answer on their UDP readers: the handshake thread never runs here."""
+    """Both sides answer on their datapath threads: the handshake thread never runs here."""
     monkeypatch.setattr(Device, "_handshake_worker", lambda self: None)
     a, b = Node("wgia", tmp_path), Node("wgib", tmp_path)
     try:

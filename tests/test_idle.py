@@ -64,8 +64,7 @@ def test_an_idle_device_does_not_wake_up(idle: Idle) -> None:
     serve_metrics(idle.device, "127.0.0.1:0")
     threads = list(idle.device._threads)
     names = sorted(t.name for t in threads)
-    assert names == ["handshake", "metrics", "timers", "tun_reader", "uapi_accept",
-                     "udp_reader"]
+    assert names == ["datapath", "handshake", "metrics", "timers", "uapi_accept"]
     time.sleep(0.5)  # the configuration's work done, every thread asleep
     before = {t.name: switches(t) for t in threads}
     time.sleep(2.0)
@@ -261,7 +260,7 @@ def test_after_a_suspend_a_new_timer_wakes_the_sleeping_timers_thread(
 
 def test_each_thread_carries_its_role_as_its_os_name(idle: Idle) -> None:
     """`ps -L` and `top -H` show a thread's comm: every one was the creator's name before
-    (here the test runner's), now each is its role (tun_reader, udp_reader, ...)."""
+    (here the test runner's), now each is its role (datapath, handshake, ...)."""
     idle.configure(crypto.public_key(crypto.generate_private_key()), ("127.0.0.1", 9))
     serve_metrics(idle.device, "127.0.0.1:0")
     def comms() -> dict[str, str]:
@@ -275,4 +274,4 @@ def test_each_thread_carries_its_role_as_its_os_name(idle: Idle) -> None:
     while any(c != n for n, c in comms().items()) and time.monotonic() < deadline:
         time.sleep(0.01)
     named = comms()
-    assert len(named) == 6 and all(comm == name for name, comm in named.items()), named
+    assert len(named) == 5 and all(comm == name for name, comm in named.items()), named

@@ -253,7 +253,7 @@ def _swap_in(node: Node, fake: _FailingSocket) -> None:
     bind.sock4.close()
     bind.sock4 = fake  # type: ignore[assignment]
     node.device._bind_changed.set()
-    node.device._wake_udp.wake()
+    node.device._wake_data.wake()
 
 
 @pytest.mark.parametrize("err, tries", [(errno.ENFILE, 1 + UDP_RECEIVE_RETRIES),

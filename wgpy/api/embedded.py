@@ -186,7 +186,7 @@ class Device:
     @property
     def stopped(self) -> str | None:
         """None while the device runs; else why it stopped ("closed", "TUN device gone",
-        "thread udp_reader failed", ...), after which it sends and receives nothing."""
+        "thread datapath failed", ...), after which it sends and receives nothing."""
         engine = self._engine
         return (engine.stop_reason or "stopped") if engine.stopped.is_set() else None
 

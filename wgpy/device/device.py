@@ -1,33 +1,42 @@
 """The device: one WireGuard interface's threads around the sans-IO core.
 
-Outbound, the `tun_reader` thread runs the seed's pipeline over each batch it reads (up to
-MAX_BATCH packets, drained until EAGAIN): route by allowed IPs -> per-peer staged queue
-(oldest dropped when full) -> sequential nonce assignment -> encryption -> in-order send
-(runs of equal-sized datagrams in one UDP GSO call). All of it is the core's
-`Peer.send_batch`, called once per peer per batch.
+One thread, `datapath`, waits on the TUN and the UDP sockets together and serves
+whichever is readable (`_datapath`).
 
-Inbound (wgpy/device/inbound.py), the `udp_reader` thread reads a batch (UDP GRO split)
-and classifies it: runs of transport data with one receiver index go through
+Outbound, from each TUN batch (up to MAX_BATCH packets, drained until EAGAIN) it runs the
+seed's pipeline: route by allowed IPs -> per-peer staged queue (oldest dropped when full)
+-> sequential nonce assignment -> encryption -> in-order send (runs of equal-sized
+datagrams in one UDP GSO call). All of it is the core's `Peer.send_batch`, called once per
+peer per batch.
+
+Inbound (wgpy/device/inbound.py), it reads a batch from a socket (UDP GRO split) and
+classifies it: runs of transport data with one receiver index go through
 `Peer.consume_data_batch` (decryption, replay check, key confirmation, allowed-IPs source
 check) and on to the TUN in order; handshake messages go to the bounded handshake queue,
 whose fill level turns cookies on, and the `handshake` thread answers them. The `timers`
 thread runs the core's timers when they are due.
 
-Why the crypto stages run on the reader threads: on the pure-Python path the AEAD calls
-hold the GIL, so a worker cannot encrypt while another does; it only adds a GIL hand-off
-between threads (measured with one iperf3 TCP stream, wgpy to wgpy: separate
-encryptor/decryptor threads fed by batch queues carried 240 Mbit/s, the same stages inline
-480-530 Mbit/s). The compiled batch path (wgpy.fastpath) releases the GIL for a whole
-batch's AEAD, so there decryption may also run on crypto workers (`crypto_workers`,
-WGPY_CRYPTO_WORKERS) beside the reader. Batching (one core call, one lock hold and one GSO
-send per batch) is what the hand-offs keep from the seed's design.
+Why one thread for both directions, and the crypto stages on it: only one thread runs
+Python at a time (the GIL), so a thread per direction does not run the two directions'
+Python side by side; it makes them take turns through the GIL, each turn a futex
+wake-up. One TCP stream shows it, because its ACKs come back the other way: with a
+`tun_reader` and a `udp_reader` thread each daemon's data thread waited on the GIL for
+about a tenth of its time (perf trace: 1,400 futex waits a second, 71 us each, while the
+other thread handled ACKs), and one thread for both carried 1.37x as much (wgpy to wgpy,
+compat/bench_throughput.py, 1,771 -> 2,422 Mbit/s in one run; Mbit/s per core 1.28x;
+ping under that load 0.48x). Separate encryptor/decryptor threads fed by queues cost
+the same way on the pure-Python path (240 Mbit/s against 480-530 inline). The compiled
+batch path (wgpy.fastpath) releases the GIL for a whole batch's AEAD, so there decryption
+may also run on crypto workers (`crypto_workers`, WGPY_CRYPTO_WORKERS) beside the
+datapath thread. Batching (one core call, one lock hold and one GSO send per batch) is
+what the hand-offs keep from the seed's design.
 
 `lock` is the one lock of the sans-IO core (peers, keypairs, allowed IPs, index table);
 every thread takes it once per batch, never per packet.
 
 No thread wakes up to look: each sleeps until its fds, its queue or its next timer need
 it (the timers thread without a timeout while no timer is armed), and `stop` wakes every
-one (the readers' wake-up pipes, None in the handshake queue, the timers' event, and
+one (the datapath thread's wake-up pipe, None in the handshake queue, the timers' event, and
 `stop_fd` for the threads around the device: netlink, metrics, the daemon's main thread).
 So an idle device costs no CPU, as the kernel's, and still stops at once. The core reads
 no clock, so its wall clock offset, which dates our handshake initiations, is brought up
@@ -45,6 +54,7 @@ import errno
 import os
 import queue
 import select
+import socket
 import threading
 from collections import Counter, deque
 from dataclasses import dataclass
@@ -128,7 +138,7 @@ class Device(Inbound):
         """`keylog`: an open key log for Wireshark (wgpy.observe.keylog.KeyLog), written at
         each handshake and closed with the device.
         `crypto_workers`: threads that decrypt received batches (see `_decrypt_batch`);
-        on the pure-Python path always one, the UDP reader itself."""
+        on the pure-Python path always one, the datapath thread itself."""
         self.tun = tun
         self.log = log
         # The sans-IO core and everything in it (peers, keypairs, allowed IPs, index).
@@ -171,18 +181,18 @@ class Device(Inbound):
         self._timer_wake = threading.Event()
         self._timer_due = 0.0  # when the timers thread will look next (clock.now() seconds)
         self._bind_changed = threading.Event()
-        # One wake-up pipe per reader thread, so a wake-up is never taken by the wrong one,
-        # and one that `stop` makes readable for good (`stop_fd`), never drained.
+        # The datapath thread's wake-up pipe (stop, a rebind), and one that `stop` makes
+        # readable for good (`stop_fd`), never drained.
         # If a pipe cannot be made (EMFILE), what this constructor opened is closed again.
         wakers: list[_Waker] = []
         try:
-            for _ in range(3):
+            for _ in range(2):
                 wakers.append(_Waker())
         except BaseException:
             for waker in wakers:
                 waker.close()
             raise
-        self._wake_tun, self._wake_udp, self._stopping = wakers
+        self._wake_data, self._stopping = wakers
         # Received batches in arrival order, each decrypted by a crypto worker and then
         # delivered (replay check, TUN write) in that order by whichever worker finds it
         # first in line and done; `_rx_order_lock` guards the deque, `_rx_deliver_lock`
@@ -200,8 +210,8 @@ class Device(Inbound):
         """Bind a random port at once (as Debian's wireguard-go does) and start the threads."""
         rehearse()  # the first handshake would otherwise pay for cold code paths
         self.bind.open(0)
-        for name, body in (("tun_reader", self._tun_reader), ("udp_reader", self._udp_reader),
-                           ("handshake", self._handshake_worker), ("timers", self._timers)):
+        for name, body in (("datapath", self._datapath), ("handshake", self._handshake_worker),
+                           ("timers", self._timers)):
             self.spawn(name, body)
         if self.crypto_workers > 1:
             for i in range(self.crypto_workers):
@@ -230,8 +240,7 @@ class Device(Inbound):
             self.stop_reason = reason
             self.stopped.set()
             self._stopping.wake()
-            self._wake_tun.wake()
-            self._wake_udp.wake()
+            self._wake_data.wake()
             self._timer_wake.set()
             try:
                 self._handshake_q.put_nowait(None)  # wakes the handshake worker
@@ -259,7 +268,7 @@ class Device(Inbound):
             with self.lock:  # the core writes key blocks under it: none is in flight after
                 self.iface.keylog = None
             self.keylog.close()
-        for waker in (self._wake_tun, self._wake_udp, self._stopping):
+        for waker in (self._wake_data, self._stopping):
             waker.close()
 
     def core_now(self) -> float:
@@ -311,7 +320,7 @@ class Device(Inbound):
     def bind_update(self, port: int) -> None:
         """Rebind to `port` (0: a random one), as wireguard-go's BindUpdate: on failure
         (OSError, EADDRINUSE for the caller) the device is left unbound, port 0. The port
-        we already hold is kept as it is: closing a socket the UDP reader is selecting on
+        we already hold is kept as it is: closing a socket the datapath thread is selecting on
         would not free the port in time to bind it again."""
         if port and port == self.bind.port and self.bind.sockets:
             return
@@ -321,7 +330,7 @@ class Device(Inbound):
             self.bind.open(port)
         finally:
             self._bind_changed.set()
-            self._wake_udp.wake()
+            self._wake_data.wake()
 
     def queue_lengths(self) -> dict[str, int]:
         """Handshake messages waiting for the handshake worker (wgpy.observe.metrics): the
@@ -373,7 +382,7 @@ class Device(Inbound):
         """Count a drop; at verbose, log it: at once when the last line for its reason is
         older than DROP_LOG_INTERVAL, else summed into the next line (a flood of junk must
         not cost the data path a log line per batch: measured under compat/test_hostile.py's
-        garbage flood, the lines took over a quarter of the UDP reader's time)."""
+        garbage flood, the lines took over a quarter of the UDP receive path's time)."""
         with self.counters_lock:
             self.drops[reason] += count
             if self.log.level < VERBOSE:
@@ -431,21 +440,43 @@ class Device(Inbound):
             waker.drain()
         return [fd for fd in ready if fd != waker.r]
 
-    def _tun_reader(self) -> None:
+    def _datapath(self) -> None:
+        """Wait until the TUN or a UDP socket is readable and serve it; when both are, the
+        TUN first, then each socket. The sockets are looked up again after a rebind (which
+        wakes the wait), and a socket resting after receive errors is left out of the wait
+        until it may be read again (`Inbound._receive_failed`)."""
         tun = self.tun
+        failing: dict[object, tuple[int, float]] = {}  # socket -> (errors in a row, resume at)
         while not self.stopped.is_set():
-            if not self._wait_readable([tun.fd], self._wake_tun):
-                continue
-            try:
-                reads = tun.read_batch(MAX_BATCH)
-            except OSError as exc:
-                self.stop(f"TUN read failed: {exc.strerror}")
-                return
-            if tun.malformed:  # TSO reads whose virtio-net header was unusable
-                self._drop(DropReason.INVALID_INNER_PACKET, tun.malformed)
-                tun.malformed = 0
-            if reads:
-                self._encrypt_batch(reads)
+            self._bind_changed.clear()
+            socks: dict[int, socket.socket] = {s.fileno(): s for s in self.bind.sockets}
+            timeout = None
+            if failing:
+                socks, timeout = self._not_resting(socks, failing)
+            ready = self._wait_readable([tun.fd, *socks], self._wake_data, timeout)
+            for fd in ready:
+                if fd == tun.fd:
+                    if not self._read_tun():
+                        return
+                elif self._bind_changed.is_set():
+                    break  # the sockets in `socks` may be closed: look them up again
+                else:
+                    self._receive_udp(socks[fd], failing)
+
+    def _read_tun(self) -> bool:
+        """The TUN is readable: read a batch and send it. False if the TUN died."""
+        tun = self.tun
+        try:
+            reads = tun.read_batch(MAX_BATCH)
+        except OSError as exc:
+            self.stop(f"TUN read failed: {exc.strerror}")
+            return False
+        if tun.malformed:  # TSO reads whose virtio-net header was unusable
+            self._drop(DropReason.INVALID_INNER_PACKET, tun.malformed)
+            tun.malformed = 0
+        if reads:
+            self._encrypt_batch(reads)
+        return True
 
     def _encrypt_batch(self, reads: list[list[bytes]]) -> None:
         """Route, stage, assign nonces, encrypt and send, in order per peer (`reads`: the
@@ -466,7 +497,7 @@ class Device(Inbound):
                          now: float, actions: list[Action | _Reply]) -> None:
         """Queue a handshake message for the handshake worker (under the lock).
 
-        Under load, the reader screens it first (two BLAKE2s, a few microseconds): a bad
+        Under load, the datapath thread screens it first (two BLAKE2s, a few microseconds): a bad
         mac1 never takes a queue slot; a good mac1 without our cookie is answered with a
         cookie reply at once (no DH: about 10 us), which is all the worker would do with
         it; and a message whose mac2 proves the sender's address goes to a queue of its
@@ -522,7 +553,7 @@ class Device(Inbound):
             self.execute(actions)
 
     def _may_answer_inline(self, now: float) -> bool:
-        """Whether the UDP reader may answer a handshake message itself (under the lock):
+        """Whether the datapath thread may answer a handshake message itself (under the lock):
         only with the queue empty, not under load, and within a token bucket of
         INLINE_HANDSHAKES_PER_SECOND, so that a flood still meets the queue's defences."""
         if not self._handshake_q.empty() or self.iface.under_load(0, now):

@@ -1,18 +1,20 @@
-"""The device's receive path: the `udp_reader` thread and the crypto workers.
+"""The device's receive path: what the `datapath` thread does with a readable UDP socket,
+and the crypto workers.
 
-The UDP reader reads a batch (UDP GRO split) and classifies it under the device lock:
+The datapath thread reads a batch (UDP GRO split) and classifies it under the device lock:
 runs of transport data with one receiver index and source go to `Peer.consume_data_batch`
 (decryption, replay check, key confirmation, allowed-IPs source check) and on to the TUN
 in order; handshake messages go to the bounded handshake queue, whose fill level turns
 cookies on, or are answered at once while the queue is empty (`Device._may_answer_inline`).
 
-With crypto workers (WGPY_CRYPTO_WORKERS > 1, compiled batch path only) the reader only
-looks up each run's keypair and hands the batch on (`_RxJob`): a worker decrypts its runs
-with the GIL released (`fastpath.open`), so several batches decrypt at once while the
-reader reads the next; then the batches are delivered strictly in arrival order (replay
-check and the rest under the lock, `fastpath.accept`, then the TUN write) by whichever
-worker finds the oldest one done. This is the seed's parallel decryption with in-order
-delivery; wireguard-go's RoutineDecryption and RoutineSequentialReceiver do the same.
+With crypto workers (WGPY_CRYPTO_WORKERS > 1, compiled batch path only) the datapath
+thread only looks up each run's keypair and hands the batch on (`_RxJob`): a worker
+decrypts its runs with the GIL released (`fastpath.open`), so several batches decrypt at
+once while the datapath thread reads the next; then the batches are delivered strictly in
+arrival order (replay check and the rest under the lock, `fastpath.accept`, then the TUN
+write) by whichever worker finds the oldest one done. This is the seed's parallel
+decryption with in-order delivery; wireguard-go's RoutineDecryption and
+RoutineSequentialReceiver do the same.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from wgpy.noise.keypair import Keypair
 from wgpy.noise.peer import Peer
 
 if TYPE_CHECKING:
-    from wgpy.device.device import _Reply, _Waker
+    from wgpy.device.device import _Reply
     from wgpy.device.log import Logger
     from wgpy.noise.interface import Interface
 
@@ -79,12 +81,10 @@ class Inbound:
         crypto_workers: int
         handshakes_received: Counter[int]
         _bind_changed: threading.Event
-        _wake_udp: _Waker
         _rx_jobs: queue.Queue[_RxJob | None]
         _rx_order: deque[_RxJob]
         _rx_order_lock: threading.Lock
         _rx_deliver_lock: threading.Lock
-        _wait_readable: Callable[..., list[int]]
         _drop: Callable[..., None]
         core_now: Callable[[], float]
         execute: Callable[..., None]
@@ -93,30 +93,21 @@ class Inbound:
         _handshake: Callable[..., list[Action | _Reply]]
         _queue_handshake: Callable[..., None]
 
-    def _udp_reader(self) -> None:
-        failing: dict[object, tuple[int, float]] = {}  # socket -> (errors in a row, resume at)
-        while not self.stopped.is_set():
-            self._bind_changed.clear()
-            socks: dict[int, socket.socket] = {s.fileno(): s for s in self.bind.sockets}
-            timeout = None
-            if failing:
-                socks, timeout = self._not_resting(socks, failing)
-            ready = self._wait_readable(list(socks), self._wake_udp, timeout)
-            if self._bind_changed.is_set():
-                continue
-            for fd in ready:
-                sock = socks[fd]
-                try:
-                    batch = self.bind.recv_runs(sock, MAX_BATCH)  # type: ignore[arg-type]
-                except OSError as exc:
-                    if self._bind_changed.is_set() or exc.errno == errno.EBADF:
-                        break
-                    self._receive_failed(sock, exc, failing)
-                    continue
-                if failing:
-                    failing.pop(sock, None)
-                if batch:
-                    self._decrypt_batch(batch)
+    def _receive_udp(self, sock: socket.socket, failing: dict[object, tuple[int, float]]
+                     ) -> None:
+        """`sock` is readable: read a batch (UDP GRO split) and consume it. A receive error
+        rests the socket (`_receive_failed`); reading it again clears its record."""
+        try:
+            batch = self.bind.recv_runs(sock, MAX_BATCH)  # type: ignore[arg-type]
+        except OSError as exc:
+            if self._bind_changed.is_set() or exc.errno == errno.EBADF:
+                return
+            self._receive_failed(sock, exc, failing)
+            return
+        if failing:
+            failing.pop(sock, None)
+        if batch:
+            self._decrypt_batch(batch)
 
     @staticmethod
     def _not_resting(socks: dict[int, socket.socket],

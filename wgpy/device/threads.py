@@ -4,8 +4,8 @@ Python's thread names live only inside the interpreter. Linux gives each thread 
 its own (comm, at most 15 bytes), which a new thread inherits from the one that made it:
 every thread of the daemon was `wgpy`, the process's name. A thread started here first
 names itself (setproctitle's `setthreadtitle`: prctl PR_SET_NAME, cut to the kernel's 15
-bytes), so `top -H -p $(pgrep -x wgpy)` shows whether `tun_reader`, `udp_reader`,
-`handshake` or `uapi_conn` is using the CPU. Without setproctitle (installed without its
+bytes), so `top -H -p $(pgrep -x wgpy)` shows whether `datapath`, `handshake` or
+`uapi_conn` is using the CPU. Without setproctitle (installed without its
 dependencies) the thread runs unnamed.
 """
 
