@@ -252,7 +252,7 @@ def _swap_in(node: Node, fake: _FailingSocket) -> None:
     assert bind.sock4 is not None
     bind.sock4.close()
     bind.sock4 = fake  # type: ignore[assignment]
-    node.device._bind_changed.set()
+    node.device._bind_generation += 1
     node.device._wake_data.wake()
 
 

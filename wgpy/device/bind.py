@@ -192,7 +192,7 @@ class Bind:
             raise deferred
         out: list[tuple[int, list[bytes], Endpoint, Local | None]] = []
         view, runs = self._view, fastpath.runs
-        v6 = sock.family == socket.AF_INET6
+        v6 = sock is self.sock6  # not sock.family: that builds an enum on every call
         count = 0
         while count < limit:
             try:
@@ -255,7 +255,7 @@ class Bind:
         remembered = source is None
         if remembered:
             source = self.sources.get(endpoint)
-        cmsg = self._pktinfo(source, sock.family == socket.AF_INET6) if source else []
+        cmsg = self._pktinfo(source, sock is self.sock6) if source else []
         i, n = 0, len(datagrams)
         while i < n:
             try:

@@ -180,7 +180,8 @@ class Device(Inbound):
         self._inline_at = 0.0
         self._timer_wake = threading.Event()
         self._timer_due = 0.0  # when the timers thread will look next (clock.now() seconds)
-        self._bind_changed = threading.Event()
+        # Bumped by each rebind: the datapath thread then looks up the sockets again.
+        self._bind_generation = 0
         # The datapath thread's wake-up pipe (stop, a rebind), and one that `stop` makes
         # readable for good (`stop_fd`), never drained.
         # If a pipe cannot be made (EMFILE), what this constructor opened is closed again.
@@ -329,7 +330,7 @@ class Device(Inbound):
         try:
             self.bind.open(port)
         finally:
-            self._bind_changed.set()
+            self._bind_generation += 1  # one writer: the UAPI/API caller under its lock
             self._wake_data.wake()
 
     def queue_lengths(self) -> dict[str, int]:
@@ -427,41 +428,36 @@ class Device(Inbound):
                 # kernel's queue is full. The packet is lost, the daemon goes on.
                 self._drop(DropReason.TUN_WRITE_FAILED, 1)
 
-    @staticmethod
-    def _wait_readable(fds: list[int], waker: _Waker,
-                       timeout: float | None = None) -> list[int]:
-        """Wait, without a timeout unless one is given: whoever needs the thread (stop, a
-        rebind) writes to its waker."""
-        try:
-            ready, _, _ = select.select(fds + [waker.r], [], [], timeout)
-        except (OSError, ValueError):
-            return []  # an fd was closed under us (rebind): the caller looks again
-        if waker.r in ready:
-            waker.drain()
-        return [fd for fd in ready if fd != waker.r]
-
     def _datapath(self) -> None:
         """Wait until the TUN or a UDP socket is readable and serve it; when both are, the
-        TUN first, then each socket. The sockets are looked up again after a rebind (which
-        wakes the wait), and a socket resting after receive errors is left out of the wait
-        until it may be read again (`Inbound._receive_failed`)."""
-        tun = self.tun
+        TUN first, then each socket (select keeps the order it is given). No timeout unless
+        a socket rests: whoever needs the thread (stop, a rebind) writes to its waker. The
+        sockets are looked up again after a rebind, and a socket resting after receive
+        errors is left out of the wait until it may be read again
+        (`Inbound._receive_failed`)."""
+        tun, waker = self.tun, self._wake_data
         failing: dict[object, tuple[int, float]] = {}  # socket -> (errors in a row, resume at)
+        generation = -1
+        bound: dict[int, socket.socket] = {}  # the sockets by fd, as of rebind `generation`
         while not self.stopped.is_set():
-            self._bind_changed.clear()
-            socks: dict[int, socket.socket] = {s.fileno(): s for s in self.bind.sockets}
-            timeout = None
-            if failing:
-                socks, timeout = self._not_resting(socks, failing)
-            ready = self._wait_readable([tun.fd, *socks], self._wake_data, timeout)
+            if generation != self._bind_generation:
+                generation = self._bind_generation
+                bound = {s.fileno(): s for s in self.bind.sockets}
+            socks, timeout = self._not_resting(bound, failing) if failing else (bound, None)
+            try:
+                ready, _, _ = select.select([tun.fd, *socks, waker.r], [], [], timeout)
+            except (OSError, ValueError):
+                continue  # an fd was closed under us (rebind, stop): look again
             for fd in ready:
                 if fd == tun.fd:
                     if not self._read_tun():
                         return
-                elif self._bind_changed.is_set():
+                elif fd == waker.r:
+                    waker.drain()
+                elif generation != self._bind_generation:
                     break  # the sockets in `socks` may be closed: look them up again
                 else:
-                    self._receive_udp(socks[fd], failing)
+                    self._receive_udp(socks[fd], failing, generation)
 
     def _read_tun(self) -> bool:
         """The TUN is readable: read a batch and send it. False if the TUN died."""

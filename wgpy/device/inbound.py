@@ -80,7 +80,7 @@ class Inbound:
         is_up: bool
         crypto_workers: int
         handshakes_received: Counter[int]
-        _bind_changed: threading.Event
+        _bind_generation: int
         _rx_jobs: queue.Queue[_RxJob | None]
         _rx_order: deque[_RxJob]
         _rx_order_lock: threading.Lock
@@ -93,14 +93,14 @@ class Inbound:
         _handshake: Callable[..., list[Action | _Reply]]
         _queue_handshake: Callable[..., None]
 
-    def _receive_udp(self, sock: socket.socket, failing: dict[object, tuple[int, float]]
-                     ) -> None:
+    def _receive_udp(self, sock: socket.socket, failing: dict[object, tuple[int, float]],
+                     generation: int) -> None:
         """`sock` is readable: read a batch (UDP GRO split) and consume it. A receive error
         rests the socket (`_receive_failed`); reading it again clears its record."""
         try:
             batch = self.bind.recv_runs(sock, MAX_BATCH)  # type: ignore[arg-type]
         except OSError as exc:
-            if self._bind_changed.is_set() or exc.errno == errno.EBADF:
+            if generation != self._bind_generation or exc.errno == errno.EBADF:
                 return
             self._receive_failed(sock, exc, failing)
             return

@@ -328,8 +328,8 @@ class Peer:
             packets, authenticated, received, data_received, counts = fastpath.py_receive(
                 keypair.recv_key, datagrams, keypair.replay, REJECT_AFTER_MESSAGES,
                 lambda source: lookup(source) is self, keypair.recv)
-        drops = {reason: n for reason, n in zip(_RECEIVE_DROPS, counts) if n}
-        out: list[Action] = [Drop(reason, n) for reason, n in drops.items()]
+        out: list[Action] = ([Drop(reason, n) for reason, n in zip(_RECEIVE_DROPS, counts) if n]
+                             if any(counts) else [])
         if not authenticated:
             return packets, out, 0
         before = self.timers.next_deadline()

@@ -70,7 +70,12 @@ class Timers:
             self.deadlines[name] = None
 
     def next_deadline(self) -> float | None:
-        return min((d for d in self.deadlines.values() if d is not None), default=None)
+        # A loop, not min() over a generator: this runs twice per batch on the packet path.
+        soonest = None
+        for d in self.deadlines.values():
+            if d is not None and (soonest is None or d < soonest):
+                soonest = d
+        return soonest
 
     def expired(self, now: float) -> list[str]:
         """Disarm and return the timers due at `now`, earliest first."""
