@@ -386,6 +386,12 @@ def describe(row: dict[str, Any]) -> str:
 
 # --- chart ---------------------------------------------------------------------------------------
 
+# A bar colour for each pair (a --baseline run's base-base too).
+CHART_COLORS = {"wgpy-wgpy": "#2b7bba", "up-up": "#555555", "wgpy-up": "#7fb3d5",
+                "up-wgpy": "#a0a0a0", "go-go": "#c7c7c7", "pure-pure": "#9ecae1",
+                "up-wgpy2": "#6baed6", "base-base": "#e6a23c"}
+
+
 def draw_chart(med: dict[str, dict[str, float | None]], path: Path, title: str) -> None:
     import matplotlib  # noqa: PLC0415 - the `bench` extra, only when charting
 
@@ -396,20 +402,18 @@ def draw_chart(med: dict[str, dict[str, float | None]], path: Path, title: str) 
     ncols = 4
     nrows = (len(figures) + ncols - 1) // ncols
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 2.9 * nrows), squeeze=False)
-    colors = {"wgpy-wgpy": "#2b7bba", "up-up": "#555555", "wgpy-up": "#7fb3d5",
-              "up-wgpy": "#a0a0a0", "go-go": "#c7c7c7", "pure-pure": "#9ecae1",
-              "up-wgpy2": "#6baed6"}
     for ax, (key, label, fmt, higher) in zip(axes.flat, figures):
         cols = [p[0] for p in PAIRS if med[key].get(p[0]) is not None]
         vals = [med[key][c] for c in cols]
         names = [c if not key.startswith("hs_") else
                  {v: k for k, v in HANDSHAKE_COLUMN.items()}[c] for c in cols]
-        bars = ax.bar(names, vals, color=[colors[c] for c in cols])
+        bars = ax.bar(names, vals, color=[CHART_COLORS[c] for c in cols])
         for bar, v in zip(bars, vals):
             ax.annotate(fmt.format(v), (bar.get_x() + bar.get_width() / 2, bar.get_height()),
                         ha="center", va="bottom", fontsize=7)
         ax.set_title(f"{label} ({'higher' if higher else 'lower'} is better)", fontsize=8)
         ax.tick_params(labelsize=7)
+        plt.setp(ax.get_xticklabels(), rotation=35, ha="right")  # eight pairs side by side
         ax.margins(y=0.15)
     for ax in list(axes.flat)[len(figures):]:
         ax.axis("off")
@@ -455,7 +459,8 @@ def _interpreter() -> str:
 
 def run_title(meta: dict[str, Any]) -> str:
     return (f"wgpy vs wireguard-go, {meta['host']} ({meta['cpus']} CPUs), medians of "
-            f"{meta['rounds']} rounds, {meta['seconds']} s per test, {meta['date']}")
+            f"{meta['rounds']} rounds, {meta['seconds']} s per test, {meta['date']}"
+            + (f"\nwgpy on Python {meta['interpreter']}" if meta.get("interpreter") else ""))
 
 
 def main() -> None:

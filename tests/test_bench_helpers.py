@@ -101,6 +101,11 @@ def test_summary_and_table() -> None:
     assert tcp.split()[-2:] == ["1.25", "higher"]  # 700 / 560: after / before
 
 
+def test_every_pair_has_a_chart_colour() -> None:
+    """A --baseline run drew no chart (KeyError 'base-base') before base-base had one."""
+    assert {label for label, _, _ in bt.PAIRS} <= set(bt.CHART_COLORS)
+
+
 def test_process_helpers_on_ourselves() -> None:
     import os
     assert bt.cpu_seconds(os.getpid()) > 0
