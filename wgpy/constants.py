@@ -82,6 +82,20 @@ INITIATION_MIN_INTERVAL = 1.0 / INITIATIONS_PER_SECOND
 TAI64N_BASE = (1 << 62) + 10
 TAI64N_WHITENER_NS = 1 << 24
 
+# TCP and IP for the userspace stack (wgpy/netstack/): RFC 9293 (TCP), RFC 6298 (the
+# retransmission timer), RFC 5681 (congestion control), RFC 7323 (window scale), RFC 6928
+# (initial window), RFC 879 / RFC 8200 (default MSS).
+TCP_DEFAULT_MSS_V4 = 536
+TCP_DEFAULT_MSS_V6 = 1220
+TCP_HEADER_MIN = 20
+UDP_HEADER_SIZE = 8
+TCP_MAX_WINDOW = 0xFFFF  # the 16-bit window field
+TCP_MAX_WSCALE = 14
+TCP_INITIAL_RTO = 1.0
+TCP_INITIAL_CWND_SEGMENTS = 10
+TCP_DUPACK_THRESHOLD = 3
+TCP_MSL = 30.0  # TIME-WAIT lasts 2 MSL (Linux: 60 s in all)
+
 # ---------------------------------------------------------------------------------------------
 # Implementation constants
 # ---------------------------------------------------------------------------------------------
@@ -168,3 +182,13 @@ NETLINK_RETRY_DELAY = 0.5  # after a failed read-back or monitor open, doubling 
 NETLINK_COLLECT_EVERY = 1000  # pyroute2 messages parsed between collections of their cycles
 NETLINK_FOLLOW_WAIT = 5.0  # at start, for the monitor and the first read-back, at most
 NETLINK_RETRY_MAX = 30.0  # this: the thread retries for ever, never faster than this
+
+# The userspace TCP/IP stack (wgpy/netstack/), Linux's values where it has one.
+TCP_MIN_RTO = 0.2  # Linux TCP_RTO_MIN
+TCP_MAX_RTO = 120.0  # Linux TCP_RTO_MAX
+TCP_SYN_RETRIES = 6  # Linux tcp_syn_retries: a connect gives up after ~127 s
+TCP_RETRIES = 15  # Linux tcp_retries2: an established connection after ~15 min
+TCP_BUFFER = 1 << 20  # send and receive buffer of a connection, bytes
+TCP_MAX_OUT_OF_ORDER = 256  # segments kept ahead of a hole, per connection
+TCP_ACCEPT_BACKLOG = 128  # connections waiting in a listener's queue
+EPHEMERAL_PORTS = (32768, 60999)  # Linux ip_local_port_range
