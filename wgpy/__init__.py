@@ -7,6 +7,8 @@ The public API (docs/api.md), importable from here:
   UAPI takes (`configure`, `set`) and read back as `get` reports it (`state`);
 - `PeerConfig`: one peer's keys, endpoint, allowed IPs and keepalive for `configure`;
 - `Tunnel`: one tunnel to one peer over UDP, without a TUN and without root;
+- `Network`: TCP and UDP sockets (blocking and asyncio) through a `Tunnel`, on the
+  userspace TCP/IP stack `wgpy.netstack`;
 - `generate_private_key`, `public_key`: X25519 keys as raw bytes (`wg genkey`, `wg pubkey`);
 - the sans-IO core for programs that bring their own I/O: `wgpy.noise.interface.Interface`;
 - a UAPI client for any implementation's socket: `uapi.Client` (the `uapi` package).
@@ -19,13 +21,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["Device", "PeerConfig", "Tunnel", "generate_private_key", "public_key",
+__all__ = ["Device", "PeerConfig", "Tunnel", "Network", "generate_private_key", "public_key",
            "__version__"]
 
 _WHERE = {
     "Device": "wgpy.api.embedded",
     "PeerConfig": "wgpy.api.embedded",
     "Tunnel": "wgpy.api.tunnel",
+    "Network": "wgpy.api.network",
     "generate_private_key": "wgpy.crypto",
     "public_key": "wgpy.crypto",
 }
@@ -33,6 +36,7 @@ _WHERE = {
 if TYPE_CHECKING:
     from wgpy.crypto import generate_private_key, public_key
     from wgpy.api.embedded import Device, PeerConfig
+    from wgpy.api.network import Network
     from wgpy.api.tunnel import Tunnel
 
 

@@ -1,4 +1,5 @@
 """The embedding API: a WireGuard interface inside a Python program (`embedded.Device`, on a
-kernel TUN or in memory) and `tunnel.Tunnel`, a socket-like pair of in-memory peers.
-`wgpy.Device`, `wgpy.PeerConfig` and `wgpy.Tunnel` name them.
+kernel TUN or in memory), `tunnel.Tunnel`, a socket-like pair of in-memory peers, and
+`network.Network`, TCP and UDP sockets through a tunnel. `wgpy.Device`, `wgpy.PeerConfig`,
+`wgpy.Tunnel` and `wgpy.Network` name them.
 """

@@ -52,6 +52,7 @@ class Tunnel:
                  persistent_keepalive: int | None = None, mtu: int = DEFAULT_MTU,
                  name: str = "wgpy-tunnel") -> None:
         self.address = ipaddress.ip_address(address)
+        self.mtu = mtu
         self.peer_public_key = key_bytes(peer_public_key)
         self.device = Device.in_memory(name, mtu=mtu)
         # Packets read that their reader did not want, the echo replies waiting pings

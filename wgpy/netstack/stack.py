@@ -121,23 +121,23 @@ class Stack:
 
     # --- packets ----------------------------------------------------------------------------
 
-    def receive(self, packet: bytes, now: float) -> None:
+    def receive(self, packet: bytes, now: float) -> Connection | Listener | UdpEndpoint | None:
+        """Take one IP packet; what it reached (for the caller to wake its waiters)."""
         try:
             inbound = ip.parse(packet)
         except ValueError as exc:
             self.drops[str(exc)] += 1
-            return
+            return None
         if ipaddress.ip_address(inbound.dst) not in self.addresses:
             self.drops["not our address"] += 1
-            return
+            return None
         if inbound.proto == ip.PROTO_UDP:
-            self._receive_udp(inbound)
-            return
+            return self._receive_udp(inbound)
         try:
             seg = parse_segment(inbound.segment)
         except ValueError as exc:
             self.drops[str(exc)] += 1
-            return
+            return None
         key = (inbound.dst, seg.dport, inbound.src, seg.sport)
         conn = self.connections.get(key)
         if conn is not None:
@@ -148,20 +148,22 @@ class Stack:
                 owner.embryonic -= 1
                 if conn.state != State.CLOSED:
                     owner.ready.append(conn)
-            return
+                    return owner
+            return conn
         listener = self.listeners.get(seg.dport)
         if listener is not None and seg.flags & (SYN | ACK | RST) == SYN:
             if listener.embryonic + len(listener.ready) >= TCP_ACCEPT_BACKLOG:
                 self.drops["listen queue full"] += 1
-                return
+                return None
             conn = Connection(inbound.dst, seg.dport, inbound.src, seg.sport, self._isn(),
                               self.mtu)
             conn.accept_syn(seg, now)
             self.connections[key] = conn
             self._embryos[key] = listener
             listener.embryonic += 1
-            return
+            return None
         self._refuse(inbound, seg)
+        return None
 
     def _refuse(self, inbound: ip.Inbound, seg: Segment) -> None:
         """RFC 9293 3.10.7.1: a segment for no connection gets a reset, unless it is one."""
@@ -174,18 +176,19 @@ class Stack:
             head = header(seg.dport, seg.sport, 0, seg.seq + seg.length, RST | ACK, 0)
         self._pending.append(ip.tcp_packet(inbound.dst, inbound.src, head))
 
-    def _receive_udp(self, inbound: ip.Inbound) -> None:
+    def _receive_udp(self, inbound: ip.Inbound) -> UdpEndpoint | None:
         sport, dport = int.from_bytes(inbound.segment[:2], "big"), \
             int.from_bytes(inbound.segment[2:4], "big")
         endpoint = self.udp.get(dport)
         if endpoint is None:
             self.drops["no UDP endpoint"] += 1
-            return
+            return None
         if len(endpoint.queue) >= _UDP_QUEUE:
             self.drops["UDP queue full"] += 1
-            return
+            return None
         endpoint.queue.append((str(ipaddress.ip_address(inbound.src)), sport,
                                inbound.segment[8:]))
+        return endpoint
 
     def output(self, now: float) -> list[bytes]:
         """Every IP packet due now; connections that reached CLOSED are forgotten."""
@@ -201,11 +204,15 @@ class Stack:
 
     # --- timers -----------------------------------------------------------------------------
 
-    def tick(self, now: float) -> None:
+    def tick(self, now: float) -> list[Connection]:
+        """Run the timers due; the connections whose timers ran."""
+        due = []
         for conn in list(self.connections.values()):
             deadline = conn.next_deadline()
             if deadline is not None and deadline <= now:
                 conn.tick(now)
+                due.append(conn)
+        return due
 
     def next_deadline(self) -> float | None:
         times = [d for c in self.connections.values() if (d := c.next_deadline()) is not None]
