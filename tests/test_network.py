@@ -68,6 +68,15 @@ def test_a_closed_port_is_refused_and_says_where() -> None:
         assert "10.50.0.1 port 81" in str(refused.value)
 
 
+def test_ping_answered_by_the_stack_while_a_network_reads_the_tunnel() -> None:
+    """The peer's stack answers; Tunnel.receive_batch leaves the reply to the ping."""
+    with two_networks() as (na, nb):
+        nb.stack.udp_open(5)  # some traffic for the network thread meanwhile
+        for _ in range(5):
+            assert nb.tunnel.ping(A, timeout=5) < 5
+        assert na.stack.drops == {}
+
+
 def test_udp_round_trip() -> None:
     with two_networks() as (na, nb):
         server, client = na.udp(53), nb.udp()

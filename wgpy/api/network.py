@@ -34,6 +34,7 @@ __all__ = ["Network", "TcpSocket", "TcpListener", "UdpSocket"]
 _IDLE_WAIT = 1.0  # the thread's longest sleep with no connection
 _BUSY_WAIT = 0.2  # with connections: a timer armed meanwhile is late by at most this
 _READ_CHUNK = 1 << 16
+_BATCH = 64  # packets taken from the tunnel per wake-up: one ACK answers them
 _HIGH_WATER = 1 << 20  # asyncio: pause the writer above this many bytes not yet taken
 
 
@@ -155,9 +156,9 @@ class Network:
                 idle = _BUSY_WAIT if self.stack.connections else _IDLE_WAIT
             wait = idle if due is None else min(max(due - time.monotonic(), 0.001), idle)
             try:
-                packet: bytes | None = self.tunnel.receive(timeout=wait)
+                packets = self.tunnel.receive_batch(timeout=wait, limit=_BATCH)
             except TimeoutError:
-                packet = None
+                packets = []
             except (EOFError, OSError, RuntimeError):
                 with self.lock:
                     self._fail_all()
@@ -166,9 +167,7 @@ class Network:
                 if self._closed:
                     return
                 now = time.monotonic()
-                touched: list[object] = []
-                if packet is not None:
-                    touched.append(self.stack.receive(packet, now))
+                touched: list[object] = [self.stack.receive(p, now) for p in packets]
                 touched += self.stack.tick(now)
                 self._flush()
                 self._wake(touched)

@@ -95,6 +95,33 @@ class Tunnel:
         deadline = None if timeout is None else time.monotonic() + timeout
         return self._take(_anything, deadline, timeout)
 
+    def receive_batch(self, timeout: float | None = 5.0, limit: int = 64) -> list[bytes]:
+        """`receive`, then up to `limit` packets in all that are already waiting, without
+        waiting for more (a program that speaks TCP answers a batch with one ACK). Echo
+        replies a `ping` waits for are left to it."""
+        batch = [self.receive(timeout)]
+        with self._ready:
+            if self._reading:
+                return batch  # another thread reads the device: the rest is its to see
+            self._reading = True
+        try:
+            while len(batch) < limit:
+                try:
+                    packet = self.device.read_packet(0)
+                except TimeoutError:
+                    break
+                with self._ready:
+                    if any(claim(packet) for claim in self._claims):
+                        self._backlog.append(packet)
+                        self._ready.notify_all()
+                        continue
+                batch.append(packet)
+        finally:
+            with self._ready:
+                self._reading = False
+                self._ready.notify_all()
+        return batch
+
     def ping(self, destination: str, timeout: float = 5.0, data: bytes = b"wgpy") -> float:
         """Send an ICMP echo request to `destination` (IPv4) through the tunnel and wait for
         its reply; the round trip in seconds (a handshake included, if one was needed)."""

@@ -13,7 +13,8 @@ connection and no listener is answered with a reset (section 3.10.7.1), a SYN to
 listener whose queue of embryonic plus unaccepted connections is full is dropped (the
 sender retries, as Linux's full-backlog behaviour), ephemeral ports come from Linux's
 `ip_local_port_range`, initial sequence numbers are random (RFC 6528 asks for
-unpredictable ones). Each drop is counted in `drops` by reason.
+unpredictable ones), an ICMP echo request to our IPv4 address is answered (RFC 1122
+3.2.2.6; other ICMP is not for us). Each drop is counted in `drops` by reason.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Callable, Sequence
 
 from wgpy.constants import EPHEMERAL_PORTS, TCP_ACCEPT_BACKLOG
 from wgpy.netstack import ip
+from wgpy.packets import PROTO_ICMP, echo_reply_for
 from wgpy.netstack.segment import ACK, RST, SYN, Segment, header, parse_segment
 from wgpy.netstack.tcp import Connection, State
 
@@ -123,6 +125,9 @@ class Stack:
 
     def receive(self, packet: bytes, now: float) -> Connection | Listener | UdpEndpoint | None:
         """Take one IP packet; what it reached (for the caller to wake its waiters)."""
+        if len(packet) > 20 and packet[0] >> 4 == 4 and packet[9] == PROTO_ICMP:
+            self._answer_ping(packet)
+            return None
         try:
             inbound = ip.parse(packet)
         except ValueError as exc:
@@ -164,6 +169,15 @@ class Stack:
             return None
         self._refuse(inbound, seg)
         return None
+
+    def _answer_ping(self, packet: bytes) -> None:
+        """A host answers an ICMP echo request to its address (IPv4; RFC 1122 3.2.2.6)."""
+        try:
+            if ipaddress.ip_address(packet[16:20]) not in self.addresses:
+                raise ValueError("not our address")
+            self._pending.append(echo_reply_for(packet))
+        except ValueError as exc:
+            self.drops[f"ICMP: {exc}"] += 1
 
     def _refuse(self, inbound: ip.Inbound, seg: Segment) -> None:
         """RFC 9293 3.10.7.1: a segment for no connection gets a reset, unless it is one."""
