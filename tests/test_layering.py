@@ -22,7 +22,7 @@ ROOMS = {
     "wgpy.ipc": {"wgpy.device"},
     "wgpy.observe": {"wgpy.device"},
     "wgpy.api": {"wgpy.device", "wgpy.ipc", "wgpy.link", "wgpy.observe"},
-    "wgpy.cli": {"wgpy.device", "wgpy.ipc", "wgpy.link", "wgpy.observe"},
+    "wgpy.cli": {"wgpy.device", "wgpy.ipc", "wgpy.link", "wgpy.observe", "wgpy.api"},
     "wgpy.__main__": {"wgpy.cli"},
     "wgpy.testing": {"wgpy.device", "wgpy.ipc", "wgpy.link", "wgpy.observe", "wgpy.api",
                      "wgpy.cli"},

@@ -60,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wgpy v{__version__}\n\nUserspace WireGuard in Python, a drop-in for "
               "wireguard-go.")
         return 0
+    if len(args) >= 2 and args[0] == "proxy":  # `wgpy proxy` alone is an interface name
+        from wgpy.api.proxy import main as proxy_main  # noqa: PLC0415 - not for the daemon
+        return proxy_main(args[1:])
     foreground = os.environ.get(ENV_FOREGROUND) == "1"
     if len(args) == 2 and args[0] in ("-f", "--foreground"):
         foreground, args = True, args[1:]
