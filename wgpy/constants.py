@@ -135,6 +135,10 @@ UDP_RECEIVE_RETRY_PAUSE = 1.0 / 3.0
 DEFAULT_MTU = 1420
 DEFAULT_PORT = 0  # random
 MEMORY_TUN_WRITE_TIMEOUT = 5.0  # a program's write into an in-memory interface not read
+# How long the device waits for the program to read, per batch, before the in-memory
+# interface drops (a datagram socketpair holds only net.unix.max_dgram_qlen packets, 10
+# by default, where a TUN's queue holds txqueuelen, 1000): the reader is in-process.
+MEMORY_TUN_DELIVER_WAIT = 0.02
 
 # The UAPI server (wgpy/ipc/server.py).
 UAPI_SOCKET_MODE = 0o700  # srwx------, what wireguard-go's umask 077 leaves of 0777
@@ -189,6 +193,6 @@ TCP_MAX_RTO = 120.0  # Linux TCP_RTO_MAX
 TCP_SYN_RETRIES = 6  # Linux tcp_syn_retries: a connect gives up after ~127 s
 TCP_RETRIES = 15  # Linux tcp_retries2: an established connection after ~15 min
 TCP_BUFFER = 1 << 20  # send and receive buffer of a connection, bytes
-TCP_MAX_OUT_OF_ORDER = 256  # segments kept ahead of a hole, per connection
+TCP_MAX_OUT_OF_ORDER = 2048  # segments kept ahead of a hole (in all at most the window)
 TCP_ACCEPT_BACKLOG = 128  # connections waiting in a listener's queue
 EPHEMERAL_PORTS = (32768, 60999)  # Linux ip_local_port_range

@@ -416,6 +416,11 @@ class Device(Inbound):
         self.log.verbose("Failed to send %d datagrams to %s: %s", len(unsent), endpoint[0], why)
 
     def _write_tun(self, packets: list[bytes]) -> None:
+        if self.tun.deliver is not None:  # an in-memory interface
+            dropped = self.tun.deliver(packets)
+            if dropped:
+                self._drop(DropReason.TUN_WRITE_FAILED, dropped)
+            return
         writev, fd = os.writev, self.tun.fd
         for iov in self.tun.writes(packets):
             try:

@@ -9,7 +9,9 @@ sends to the peer whose allowed IPs hold its destination; what the program `read
 packet the device decrypted from a peer, which a real TUN would hand to the kernel.
 
 A read waits with select, so each call has its own timeout and writes keep theirs (a
-write blocks at most MEMORY_TUN_WRITE_TIMEOUT while the device is not reading). Closing
+write blocks at most MEMORY_TUN_WRITE_TIMEOUT while the device is not reading). The
+device's writes (`deliver`) wait a little for the program when its queue is full, as a
+TUN's queue of a thousand packets would hold them: the socketpair's holds ten. Closing
 sends the program's end an empty datagram, which no device ever writes, so that a reader
 blocked without a timeout wakes and learns that the interface is gone (EOFError).
 
@@ -24,7 +26,7 @@ import select
 import socket
 import time
 
-from wgpy.constants import DEFAULT_MTU, MEMORY_TUN_WRITE_TIMEOUT
+from wgpy.constants import DEFAULT_MTU, MEMORY_TUN_DELIVER_WAIT, MEMORY_TUN_WRITE_TIMEOUT
 from wgpy.device.tun import Tun
 
 __all__ = ["MemoryTun"]
@@ -53,6 +55,26 @@ class MemoryTun(Tun):
         if self.closed:
             raise EOFError("the interface is closed")
         self.app.send(packet)
+
+    def deliver(self, packets: list[bytes]) -> int:
+        """The device's write: each packet as one message; when the program's queue is
+        full, wait up to MEMORY_TUN_DELIVER_WAIT in all for it to read, then drop the
+        rest. Returns how many were dropped."""
+        send, deadline = self._dev.send, 0.0
+        for i, packet in enumerate(packets):
+            while True:
+                try:
+                    send(packet)
+                    break
+                except BlockingIOError:
+                    now = time.monotonic()
+                    deadline = deadline or now + MEMORY_TUN_DELIVER_WAIT
+                    if now >= deadline or not select.select([], [self._dev], [],
+                                                            deadline - now)[1]:
+                        return len(packets) - i
+                except OSError:
+                    return len(packets) - i  # closed under us
+        return 0
 
     def read(self, timeout: float | None = 5.0) -> bytes:
         """The next IP packet the device delivered: TimeoutError if none came within

@@ -31,6 +31,7 @@ import fcntl
 import os
 import socket
 import struct
+from typing import Callable
 
 from wgpy import fastpath
 from wgpy.constants import DEFAULT_MTU
@@ -69,6 +70,10 @@ class TunError(Exception):
 
 
 class Tun:
+    # An interface that takes the device's packets itself (MemoryTun.deliver) returns how
+    # many it dropped; None for a TUN, which the device writes with writev.
+    deliver: Callable[[list[bytes]], int] | None = None
+
     def __init__(self, fd: int, name: str, vnet_hdr: bool) -> None:
         self.fd = fd
         self.name = name

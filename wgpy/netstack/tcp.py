@@ -110,6 +110,9 @@ class Connection:
         self.ssthresh = 1 << 30
         self._dupacks = 0
         self._recover: int | None = None  # SND.NXT when fast recovery began
+        # RFC 6582's "recover" kept after recovery or a timeout: duplicate ACKs for data
+        # sent before it (the copies a go-back resent) start no new fast retransmit.
+        self._high_water = iss
         self._time_wait_at: float | None = None
         self.retransmitted = 0  # segments sent again (a figure for tests and metrics)
 
@@ -322,10 +325,10 @@ class Connection:
         self._dupacks += 1
         if self._recover is not None:
             self.cwnd += self.mss  # RFC 5681 3.2 step 4: inflate
-        elif self._dupacks == TCP_DUPACK_THRESHOLD:
+        elif self._dupacks == TCP_DUPACK_THRESHOLD and seq_lt(self._high_water, self.snd_una):
             flight = _sub(self.snd_max, self.snd_una)
             self.ssthresh = max(flight // 2, 2 * self.mss)
-            self._recover = self.snd_max
+            self._recover = self._high_water = self.snd_max
             self._retransmit_first()
             self.cwnd = self.ssthresh + TCP_DUPACK_THRESHOLD * self.mss
 
@@ -501,6 +504,7 @@ class Connection:
         self.ssthresh = max(flight // 2, 2 * self.mss)
         self.cwnd = self.mss
         self._recover = None
+        self._high_water = self.snd_max
         self._dupacks = 0
         self._resend_owed = False
         self.snd_nxt = self.snd_una  # go back: resend all, one segment first (RFC 5681 3.1)
