@@ -16,7 +16,8 @@ EXAMPLES = examples(root=False)
 
 def test_the_docs_have_examples_of_each_part_of_the_api() -> None:
     code = "\n".join(block for _, block in EXAMPLES)
-    for name in ("wgpy.Device.in_memory", "wgpy.Tunnel", "Interface(", "uapi.Client"):
+    for name in ("wgpy.Device.in_memory", "wgpy.Tunnel", "wgpy.Network", "Interface(",
+                 "uapi.Client"):
         assert name in code, f"no example uses {name}"
 
 

@@ -217,3 +217,31 @@ def test_socks5_errors_and_the_proxy_serves_on(monkeypatch: pytest.MonkeyPatch) 
         sock.sendall(b"ok")
         assert sock.recv(2) == b"ok"
         sock.close()
+
+
+def test_the_command_line_says_what_is_wrong_and_never_a_key(tmp_path: object) -> None:
+    import base64  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+    assert isinstance(tmp_path, Path)
+    key = base64.b64encode(wgpy.generate_private_key()).decode()
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "wgpy", "proxy", *args],
+                              capture_output=True, text=True, timeout=30)
+
+    missing = run(str(tmp_path / "none.conf"))
+    assert missing.returncode == 1 and "No such file" in missing.stderr
+    conf = tmp_path / "two.conf"
+    conf.write_text(f"[Interface]\nPrivateKey = {key}\nAddress = 10.0.0.2/32\n")
+    none = run(str(conf))
+    assert none.returncode == 1 and "one [Peer]" in none.stderr and key not in none.stderr
+    conf.write_text(f"[Interface]\nPrivateKey = {key}\nAddress = 10.0.0.2/32\nMTU = 9\n")
+    bad = run(str(conf))
+    assert bad.returncode == 1 and "line 4" in bad.stderr and key not in bad.stderr
+    peer = base64.b64encode(wgpy.public_key(wgpy.generate_private_key())).decode()
+    conf.write_text(f"[Interface]\nPrivateKey = {key}\nAddress = 10.0.0.2/32\n"
+                    f"[Peer]\nPublicKey = {peer}\nEndpoint = 127.0.0.1:9\n")
+    forward = run(str(conf), "-L", "nonsense", "--socks", "127.0.0.1:0")
+    assert forward.returncode == 1 and "expected [BIND:]PORT:HOST:HOSTPORT" in forward.stderr
