@@ -132,3 +132,19 @@ def test_closing_frees_every_thread_and_fd() -> None:
     assert len(os.listdir("/proc/self/fd")) == fds
     with pytest.raises(OSError):
         sock.sendall(b"after the end")
+
+
+def test_a_peer_that_goes_away_ends_in_timeout_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from wgpy.netstack import tcp  # noqa: PLC0415
+    monkeypatch.setattr(tcp, "TCP_RETRIES", 3)
+    with two_networks() as (na, nb):
+        listener = na.listen(80)
+        sock = nb.create_connection((A, 80), timeout=10)
+        listener.accept(timeout=10)
+        na.tunnel.close()  # the far side is gone (before its network could reset anything)
+        na.close()
+        sock.timeout = 30
+        sock.sendall(b"into the void")
+        with pytest.raises(TimeoutError) as caught:
+            sock.recv(10)
+        assert "timed out" in str(caught.value) and "10.50.0.1 port 80" in str(caught.value)

@@ -111,7 +111,7 @@ PublicKey = {base64.b64encode(wgpy.public_key(far_key)).decode()}
 Endpoint = 127.0.0.1:{far.listen_port}
 AllowedIPs = 10.60.0.0/24
 """
-        listener, resolver = net.listen(7), net.udp(53)
+        listener, resetter, resolver = net.listen(7), net.listen(9), net.udp(53)
         stop_far = threading.Event()
 
         def echo() -> None:
@@ -129,6 +129,17 @@ AllowedIPs = 10.60.0.0/24
                     sock.close()
                 threading.Thread(target=one, daemon=True).start()
 
+        def reset() -> None:  # port 9: read a little, then reset the connection
+            while not stop_far.is_set():
+                try:
+                    sock = resetter.accept(timeout=0.2)
+                except (TimeoutError, OSError):
+                    continue
+                sock.timeout = 10
+                with contextlib.suppress(OSError):
+                    sock.recv(10)
+                sock.abort()
+
         def answer() -> None:
             while not stop_far.is_set():
                 try:
@@ -138,7 +149,7 @@ AllowedIPs = 10.60.0.0/24
                 name = query[13:13 + query[12]]
                 resolver.sendto(dns_reply(query, SERVER if name == b"echo" else None), source)
 
-        workers = [threading.Thread(target=echo), threading.Thread(target=answer)]
+        workers = [threading.Thread(target=target) for target in (echo, reset, answer)]
         for w in workers:
             w.start()
         proxy = Proxy(parse(text))
@@ -212,6 +223,13 @@ def test_socks5_errors_and_the_proxy_serves_on(monkeypatch: pytest.MonkeyPatch) 
         with socket.create_connection(("127.0.0.1", socks_port), timeout=20) as sock:
             sock.sendall(b"GET / HTTP/1.0\r\n\r\n")  # not SOCKS at all
             assert sock.recv(100)[:2] in (b"", b"\x05\x01")
+        sock, code = socks_connect(socks_port, SERVER, 9)
+        assert code == 0
+        sock.sendall(b"then reset")
+        with pytest.raises(ConnectionResetError):
+            while sock.recv(100):  # the far end's reset is passed on as one
+                pass
+        sock.close()
         sock, code = socks_connect(socks_port, "echo", 7)
         assert code == 0  # still serving
         sock.sendall(b"ok")

@@ -22,11 +22,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import errno
 import ipaddress
 import itertools
 import logging
 import signal
+import socket
+import struct
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -245,7 +248,17 @@ async def _copy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
             writer.write_eof()
     except (ConnectionError, OSError) as exc:
         log.info("connection ended: %s", exc)
-        writer.transport.abort()
+        _reset(writer)
+
+
+def _reset(writer: asyncio.StreamWriter) -> None:
+    """Pass a reset on as one: a host socket closed with SO_LINGER 0 sends RST, not FIN
+    (our tunnel transports reset on abort)."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
 
 
 async def _splice(a_reader: asyncio.StreamReader, a_writer: asyncio.StreamWriter,
