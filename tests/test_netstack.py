@@ -271,3 +271,240 @@ def test_listen_queue_is_bounded() -> None:
     assert net.b.drops["listen queue full"] == 12
     net.run(lambda: len(listener.ready) == 128)
     assert all(c.state == State.ESTABLISHED for c in clients[:128])
+
+
+# --- found in review, each failing before its fix -----------------------------------------
+
+
+def _seg_of(packet: bytes):
+    return parse_segment(ip.parse(packet).segment)
+
+
+def test_zero_window_probes_continue_while_the_peer_answers() -> None:
+    """RFC 9293 3.8.6.1 / RFC 1122 4.2.2.17: probes go on, backing off, as long as the
+    receiver answers them, and the connection is never timed out for a zero window. Now
+    only one probe is ever sent: its RTO goes back to SND.UNA with SND.WND 0, sends nothing,
+    and after TCP_RETRIES silent timeouts the connection dies with ETIMEDOUT."""
+    net = Net()
+    client, server = net.pair()
+    data = bytes(2 * TCP_BUFFER)
+    pos = 0
+
+    def fill() -> bool:
+        nonlocal pos
+        pos += client.write(data[pos:pos + 65536])
+        return len(server.recv_buffer) == TCP_BUFFER and client.snd_wnd == 0
+
+    net.run(fill)
+    mark = len(net.sent)
+    net.run(lambda: net.now > 1800 or client.state == State.CLOSED, limit=2000)
+    assert client.state == State.ESTABLISHED and client.error is None
+    probes = [p for who, p in net.sent[mark:] if who == "a"]
+    answers = [p for who, p in net.sent[mark:] if who == "b"]
+    assert len(probes) >= 5 and len(answers) >= 5
+
+
+def test_karn_no_rtt_sample_from_a_retransmitted_segment() -> None:
+    """RFC 6298 section 3 (Karn): no RTT sample from a retransmitted segment, and the
+    backed-off RTO stays until an ACK for new data (5.7). After a timeout, the go-back in
+    `_send_data` starts timing the resent segment again."""
+    net = Net()
+    client, server = net.pair()
+    client.write(b"x" * 1000)
+    t0 = net.now
+    assert len(client.output(t0)) == 1  # lost
+    rto = client.rto
+    t1 = client.next_deadline()
+    client.tick(t1)
+    assert client.rto == 2 * rto
+    resent = client.output(t1)
+    assert len(resent) == 1 and client.retransmitted == 1
+    net.b.receive(resent[0], t1 + 0.0005)
+    for p in net.b.output(t1 + 0.0005):
+        net.a.receive(p, t1 + 0.001)
+    assert client.snd_una == client.snd_max
+    assert client.rto == 2 * rto  # no sample of 0.001 s from the retransmission
+
+
+def test_karn_no_rtt_sample_from_a_retransmitted_syn() -> None:
+    """Karn's rule for the SYN too: a SYN-ACK answering a resent SYN gives no sample."""
+    a, b = Stack(["10.0.0.1"], MTU), Stack(["10.0.0.2"], MTU)
+    b.listen(80)
+    client = a.connect("10.0.0.2", 80, 0.0)
+    assert len(a.output(0.0)) == 1  # the first SYN is lost
+    a.tick(1.0)
+    syn = a.output(1.0)
+    assert len(syn) == 1
+    b.receive(syn[0], 1.0005)
+    for p in b.output(1.0005):
+        a.receive(p, 1.001)
+    assert client.state == State.ESTABLISHED
+    assert client.srtt is None and client.rto >= 1.0
+
+
+def test_ack_of_the_syn_after_its_timer_fired_is_acceptable_syn_received() -> None:
+    """RFC 9293 3.10.7.4 (SYN-RECEIVED): SND.UNA < SEG.ACK =< SND.NXT, where a
+    retransmission does not move SND.NXT back. Here the retransmission timer sets snd_nxt
+    to ISS, so the client's ACK of the SYN-ACK arriving between `tick` and `output` is
+    "unacceptable" and answered with a reset that kills the client's established
+    connection (its RCV.NXT is exactly that SEG.ACK)."""
+    a, b = Stack(["10.0.0.1"], MTU), Stack(["10.0.0.2"], MTU)
+    listener = b.listen(80)
+    client = a.connect("10.0.0.2", 80, 0.0)
+    for p in a.output(0.0):
+        b.receive(p, 0.0)
+    synack = b.output(0.0)  # delayed, not lost
+    b.tick(1.0)  # the SYN-ACK's timer fires
+    for p in synack:
+        a.receive(p, 1.0)
+    assert client.state == State.ESTABLISHED
+    for p in a.output(1.0):
+        b.receive(p, 1.0)  # the ACK arrives before b's next output
+    for p in b.output(1.0):
+        assert not _seg_of(p).flags & RST
+        a.receive(p, 1.001)
+    assert client.state == State.ESTABLISHED and client.error is None
+    assert len(listener.ready) == 1
+
+
+def test_syn_ack_after_the_syn_timer_fired_is_acceptable_syn_sent() -> None:
+    """RFC 9293 3.10.7.3 (SYN-SENT): the ACK is acceptable if SND.UNA < SEG.ACK =< SND.NXT;
+    after the SYN timer fired (snd_nxt back at ISS) a SYN-ACK for the first SYN that comes
+    in before `output` is answered with a reset instead of completing the handshake."""
+    a, b = Stack(["10.0.0.1"], MTU), Stack(["10.0.0.2"], MTU)
+    b.listen(80)
+    client = a.connect("10.0.0.2", 80, 0.0)
+    for p in a.output(0.0):
+        b.receive(p, 0.0)
+    synack = b.output(0.0)
+    a.tick(1.0)
+    for p in synack:
+        a.receive(p, 1.0)
+    assert client.state == State.ESTABLISHED
+    assert not any(_seg_of(p).flags & RST for p in a.output(1.0))
+
+
+def test_out_of_order_data_is_trimmed_to_the_right_window_edge() -> None:
+    """RFC 9293 3.10.7.4: a segment is trimmed to the window, RCV.NXT + RCV.WND. Data held
+    ahead of a hole is cut to `window` bytes from its own start instead, so bytes beyond the
+    advertised right edge are kept and the receive buffer grows past TCP_BUFFER (and the
+    out-of-order map can hold far more than the window)."""
+    net = Net()
+    client, server = net.pair()
+    src, dst = ipaddress.ip_address(net.addr_a).packed, ipaddress.ip_address(net.addr_b).packed
+
+    def send(seq: int, payload: bytes) -> None:
+        head = header(client.local_port, server.local_port, seq, client.rcv_nxt, ACK, 1024)
+        net.b.receive(ip.tcp_packet(src, dst, head, payload), net.now)
+
+    while server._window() > 60000:  # fill the receive buffer in order, leave 100 bytes
+        send(server.rcv_nxt, bytes(min(60000, server._window() - 100)))
+    send(server.rcv_nxt, bytes(server._window() - 100))
+    assert server._window() == 100
+    send((server.rcv_nxt + 50) & 0xFFFFFFFF, bytes(1000))  # ahead of a hole, past the edge
+    send(server.rcv_nxt, bytes(50))  # fills the hole
+    assert len(server.recv_buffer) <= TCP_BUFFER
+
+
+def test_fast_retransmit_works_again_after_a_recovery() -> None:
+    """RFC 6582's recover outlives a recovery only until an ACK covers it: a later loss is
+    fast-retransmitted again, not left to the timeout. (Review: `recover` began at the ISS
+    and was compared mod 2**32, so after 2 GiB without a loss fast retransmit was off for
+    the next 2 GiB; it now exists only between a recovery and the ACK that covers it.)"""
+    net = Net()
+    client, server = net.pair()
+    for _ in range(2):
+        client.cwnd = max(client.cwnd, 10 * client.mss)  # room for ten, after a recovery too
+        client.write(bytes(10 * client.mss))
+        packets = client.output(net.now)
+        assert len(packets) == 10
+        for p in packets[1:]:  # the first is lost; each later one earns a duplicate ACK
+            net.b.receive(p, net.now)
+            for q in net.b.output(net.now):
+                net.a.receive(q, net.now + 0.001)
+        resent = client.output(net.now + 0.001)  # fast retransmit, no waiting for the RTO
+        assert [_seg_of(p).seq for p in resent] == [client.snd_una]
+        net.run(lambda: client.snd_una == client.snd_max and not server.read(1 << 20))
+        assert client._high_water is None
+
+
+def test_each_out_of_order_segment_gets_its_own_duplicate_ack() -> None:
+    """RFC 5681 4.2: "the receiver SHOULD send an immediate duplicate ACK when an
+    out-of-order segment arrives" (RFC 9293 3.10.7.4 likewise). `receive` only sets one
+    `_ack_owed` flag, so the out-of-order segments of one batch (here the rest of a window
+    after its first segment was lost) earn a single ACK: the sender never sees three
+    duplicate ACKs and waits for its RTO instead of fast-retransmitting."""
+    net = Net()
+    client, server = net.pair()
+    client.write(bytes(10 * client.mss))
+    packets = client.output(net.now)
+    for p in packets[1:]:  # the first is lost; the rest arrive in one batch
+        net.b.receive(p, net.now)
+    acks = net.b.output(net.now)
+    assert len(acks) >= 3
+    for p in acks:
+        net.a.receive(p, net.now + 0.001)
+    assert [_seg_of(p).seq for p in client.output(net.now + 0.001)] == [client.snd_una]
+
+
+def test_time_wait_restarts_on_a_resent_fin() -> None:
+    """Linux (and RFC 9293's intent): a FIN resent into TIME-WAIT is ACKed again and the
+    2 MSL timer starts over. (Review: it failed the window test and was only ACKed.)"""
+    net = Net()
+    client, server = net.pair()
+    client.close()
+    net.run(lambda: server.peer_closed)
+    server.close()
+    fin = [p for p in net.b.output(net.now) if _seg_of(p).flags & 1]
+    for p in fin:
+        net.a.receive(p, net.now)
+    assert client.state == State.TIME_WAIT
+    net.a.output(net.now)
+    later = net.now + 50
+    for p in fin:  # our ACK was lost: the FIN comes again
+        net.a.receive(p, later)
+    assert [_seg_of(p).flags for p in net.a.output(later)] == [ACK]
+    assert client.next_deadline() == pytest.approx(later + 60)
+
+
+def test_a_resent_syn_gets_the_syn_ack_again() -> None:
+    """Linux: a SYN repeated to a connection in SYN-RECEIVED is answered with the SYN-ACK
+    at once, not with a bare ACK that leaves the client waiting for our timer."""
+    a, b = Stack(["10.0.0.1"], MTU), Stack(["10.0.0.2"], MTU)
+    b.listen(80)
+    a.connect("10.0.0.2", 80, 0.0)
+    syn = a.output(0.0)
+    b.receive(syn[0], 0.0)
+    assert [_seg_of(p).flags for p in b.output(0.0)] == [SYN | ACK]  # lost
+    b.receive(syn[0], 1.0)
+    assert [_seg_of(p).flags for p in b.output(1.0)] == [SYN | ACK]
+
+
+def test_an_ack_on_data_we_have_no_room_for_is_still_taken() -> None:
+    """RFC 9293 3.10.7.4: with RCV.WND zero no segment is acceptable, "but special
+    allowance should be made to accept valid ACKs". Without it, two peers that both
+    stopped reading while both send would stall until a timeout."""
+    net = Net()
+    client, server = net.pair()
+    fill = bytes(TCP_BUFFER)
+    pos = 0
+
+    def full() -> bool:
+        nonlocal pos
+        pos += client.write(fill[pos:])
+        return server._window() == 0 and client.snd_una == client.snd_max
+    net.run(full)
+    server.write(b"reply")
+    for p in net.b.output(net.now):
+        net.a.receive(p, net.now)
+    assert server.snd_una != server.snd_max
+    client.write(b"more")
+    net.a.output(net.now)  # nothing yet: the server's window is zero
+    due = client.next_deadline()
+    assert due is not None
+    client.tick(due)  # the persist timer: a one-byte probe, carrying the ACK of the reply
+    packets = [p for p in net.a.output(due) if _seg_of(p).payload]
+    assert packets
+    for p in packets:
+        net.b.receive(p, net.now)
+    assert server.snd_una == server.snd_max  # the ACK was taken, the data was not

@@ -94,6 +94,9 @@ class Connection:
         self._closing = False  # close() called: a FIN follows the data
         self._fin_seq: int | None = None  # our FIN's sequence number once sent
         self._ack_owed = False
+        self._dup_acks_owed = 0  # one immediate ACK per segment out of order (RFC 5681 4.2)
+        self._probe_owed = False  # a one-byte probe of the peer's zero window
+        self._out_of_order_bytes = 0
         self._reset_owed = False
         self._reset_seq: int | None = None  # an RST answering a bad ACK: <SEQ=SEG.ACK>
         self._resend_owed = False  # one segment from SND.UNA (fast retransmit)
@@ -110,9 +113,10 @@ class Connection:
         self.ssthresh = 1 << 30
         self._dupacks = 0
         self._recover: int | None = None  # SND.NXT when fast recovery began
-        # RFC 6582's "recover" kept after recovery or a timeout: duplicate ACKs for data
-        # sent before it (the copies a go-back resent) start no new fast retransmit.
-        self._high_water = iss
+        # RFC 6582's "recover" kept after recovery or a timeout, until SND.UNA passes it:
+        # duplicate ACKs for data sent before it (the copies a go-back resent) start no
+        # new fast retransmit.
+        self._high_water: int | None = None
         self._time_wait_at: float | None = None
         self.retransmitted = 0  # segments sent again (a figure for tests and metrics)
 
@@ -186,8 +190,21 @@ class Connection:
         if self.state == State.CLOSED:
             return
         if not self._acceptable(seg):
-            if not seg.flags & RST:
-                self._ack_owed = True  # RFC 9293: an ACK for an unacceptable segment
+            if seg.flags & RST:
+                return
+            self._ack_owed = True  # RFC 9293: an ACK for an unacceptable segment
+            if (self.state == State.TIME_WAIT and seg.flags & FIN
+                    and (seg.seq + len(seg.payload) + 1) & SEQ_MASK == self.rcv_nxt):
+                self._time_wait_at = now + 2 * TCP_MSL  # the peer resent its FIN (Linux)
+            elif (self.state == State.SYN_RECEIVED and seg.flags & SYN
+                  and seg.seq == self.irs and self.snd_max == (self.iss + 1) & SEQ_MASK
+                  and self.snd_una == self.iss):
+                self._ack_owed = False
+                self.snd_nxt = self.iss  # the peer resent its SYN: so do we our SYN-ACK
+            elif (self._window() == 0 and seg.seq == self.rcv_nxt and seg.flags & ACK
+                  and not seg.flags & SYN and self.state != State.SYN_RECEIVED):
+                # RFC 9293 3.10.7.4: with no window, a valid ACK is still taken.
+                self._process_ack(seg, now)
             return
         if seg.flags & RST:
             if seg.seq == self.rcv_nxt:
@@ -202,11 +219,11 @@ class Connection:
         if not seg.flags & ACK:
             return
         if self.state == State.SYN_RECEIVED:
-            if not (seq_lt(self.snd_una, seg.ack) and seq_le(seg.ack, self.snd_nxt)):
+            if not (seq_lt(self.snd_una, seg.ack) and seq_le(seg.ack, self.snd_max)):
                 self._reset_owed, self._reset_seq = True, seg.ack  # <SEQ=SEG.ACK><CTL=RST>
                 return
             self.state = State.FIN_WAIT_1 if self._closing else State.ESTABLISHED
-            self.snd_una = seg.ack  # our SYN, which is no byte of the send buffer
+            self.snd_una = self.snd_nxt = seg.ack  # our SYN, no byte of the send buffer
             self._sample_rtt(seg.ack, now)
             self._rto_at, self._retries = None, 0
             self.snd_wl1, self.snd_wl2 = seg.seq, seg.ack
@@ -215,19 +232,16 @@ class Connection:
             return
         if self.state == State.CLOSED:
             return
-        self._process_payload(seg)
-        if seg.flags & FIN:
+        whole = self._process_payload(seg)
+        if seg.flags & FIN and whole and self.state in _RECEIVING:
             self._fin_at = (seg.seq + len(seg.payload)) & SEQ_MASK
         if self._fin_at is not None and self._fin_at == self.rcv_nxt:
             self._process_fin(now)
-        elif self.state == State.TIME_WAIT and seg.flags & FIN:
-            self._ack_owed = True  # a retransmitted FIN: ACK it again, restart the 2 MSL
-            self._time_wait_at = now + 2 * TCP_MSL
 
     def _receive_in_syn_sent(self, seg: Segment, now: float) -> None:
         acceptable = False
         if seg.flags & ACK:
-            if seq_le(seg.ack, self.iss) or seq_lt(self.snd_nxt, seg.ack):
+            if seq_le(seg.ack, self.iss) or seq_lt(self.snd_max, seg.ack):
                 if not seg.flags & RST:
                     self._reset_owed, self._reset_seq = True, seg.ack
                 return
@@ -240,7 +254,7 @@ class Connection:
             return  # a bare SYN (simultaneous open) is not supported: it times out
         self.irs, self.rcv_nxt = seg.seq, (seg.seq + 1) & SEQ_MASK
         self._take_syn_options(seg)
-        self.snd_una = seg.ack  # our SYN, which is no byte of the send buffer
+        self.snd_una = self.snd_nxt = seg.ack  # our SYN, no byte of the send buffer
         self.snd_wnd = seg.window  # never scaled in a SYN (RFC 7323 2.2)
         self.snd_wl1, self.snd_wl2 = seg.seq, seg.ack
         self._sample_rtt(seg.ack, now)
@@ -279,7 +293,7 @@ class Connection:
             self._ack_owed = True  # acknowledges what we never sent
             return False
         flight = _sub(self.snd_max, self.snd_una)
-        if seg.window == 0 and flight <= 1:
+        if seg.window == 0:
             self._retries = 0  # the peer answers our window probes: it is alive (Linux)
         if seq_lt(self.snd_una, ack):
             acked = _sub(ack, self.snd_una)
@@ -289,14 +303,16 @@ class Connection:
                 self.snd_nxt = ack  # after a timeout: the peer had more than we resent
             self._sample_rtt(ack, now)
             self._retries = 0
+            if self._high_water is not None and seq_le(self._high_water, ack):
+                self._high_water = None
             self._grow_cwnd(acked)
             self._dupacks = 0
             self._rto_at = None if self.snd_una == self.snd_max else now + self.rto
         elif (ack == self.snd_una and flight and not seg.payload and not seg.flags & FIN
               and seg.window << self.snd_wscale == self.snd_wnd):
             self._duplicate_ack()
-        if seq_lt(self.snd_wl1, seg.seq) or (self.snd_wl1 == seg.seq
-                                             and seq_le(self.snd_wl2, ack)):
+        if seq_le(self.snd_una, ack) and (seq_lt(self.snd_wl1, seg.seq) or (
+                self.snd_wl1 == seg.seq and seq_le(self.snd_wl2, ack))):
             self.snd_wnd = seg.window << self.snd_wscale
             self.snd_wl1, self.snd_wl2 = seg.seq, ack
         if self._fin_seq is not None and seq_lt(self._fin_seq, self.snd_una):
@@ -325,43 +341,51 @@ class Connection:
         self._dupacks += 1
         if self._recover is not None:
             self.cwnd += self.mss  # RFC 5681 3.2 step 4: inflate
-        elif self._dupacks == TCP_DUPACK_THRESHOLD and seq_lt(self._high_water, self.snd_una):
+        elif self._dupacks == TCP_DUPACK_THRESHOLD and self._high_water is None:
             flight = _sub(self.snd_max, self.snd_una)
             self.ssthresh = max(flight // 2, 2 * self.mss)
             self._recover = self._high_water = self.snd_max
             self._retransmit_first()
             self.cwnd = self.ssthresh + TCP_DUPACK_THRESHOLD * self.mss
 
-    def _process_payload(self, seg: Segment) -> None:
-        if not seg.payload or self.state not in _RECEIVING:
-            return
+    def _process_payload(self, seg: Segment) -> bool:
+        """Take the segment's text, trimmed to the window RCV.NXT + RCV.WND; True if none
+        of it lay beyond the right edge (so a FIN after it is in the window too)."""
+        if self.state not in _RECEIVING:
+            return False
         seq, data = seg.seq, seg.payload
         if seq_lt(seq, self.rcv_nxt):  # the front was received before
             cut = _sub(self.rcv_nxt, seq)
             seq, data = self.rcv_nxt, data[cut:]
-        data = data[:self._window()]
+        room = self._window() - _sub(seq, self.rcv_nxt)  # up to the right edge
+        whole = len(data) < room or (len(data) == room and not seg.flags & FIN)
+        data = data[:max(room, 0)]
         if not data:
-            self._ack_owed = True
-            return
+            if seg.payload:
+                self._ack_owed = True
+            return whole
         if seq != self.rcv_nxt:  # ahead of a hole: keep it, say at once what we miss
-            if len(self._out_of_order) < TCP_MAX_OUT_OF_ORDER:
-                self._out_of_order.setdefault(seq, data)
-            self._ack_owed = True
-            return
+            if (len(self._out_of_order) < TCP_MAX_OUT_OF_ORDER and seq not in self._out_of_order
+                    and self._out_of_order_bytes + len(data) <= TCP_BUFFER):
+                self._out_of_order[seq] = data
+                self._out_of_order_bytes += len(data)
+            self._dup_acks_owed += 1
+            return whole
         self.recv_buffer += data
         self.rcv_nxt = (self.rcv_nxt + len(data)) & SEQ_MASK
-        while self._out_of_order:  # what the hole held back
-            for start in list(self._out_of_order):
-                if seq_le(start, self.rcv_nxt):
-                    chunk = self._out_of_order.pop(start)
-                    skip = _sub(self.rcv_nxt, start)
-                    if skip < len(chunk):
-                        self.recv_buffer += chunk[skip:]
-                        self.rcv_nxt = (self.rcv_nxt + len(chunk) - skip) & SEQ_MASK
-                    break
-            else:
-                break
+        if self._out_of_order:  # what the hole held back, in sequence order
+            base = (self.rcv_nxt - TCP_BUFFER) & SEQ_MASK  # every key lies after this
+            for start in sorted(self._out_of_order, key=lambda k: _sub(k, base)):
+                if seq_lt(self.rcv_nxt, start):
+                    break  # the next hole
+                chunk = self._out_of_order.pop(start)
+                self._out_of_order_bytes -= len(chunk)
+                skip = _sub(self.rcv_nxt, start)
+                if skip < len(chunk):
+                    self.recv_buffer += chunk[skip:]
+                    self.rcv_nxt = (self.rcv_nxt + len(chunk) - skip) & SEQ_MASK
         self._ack_owed = True
+        return whole
 
     def _process_fin(self, now: float) -> None:
         self._fin_at = None
@@ -395,13 +419,20 @@ class Connection:
             offer = self.state == State.SYN_SENT or self._wscale_ok
             out.append(self._packet(self.iss, flags, mss=self.mss_local,
                                     wscale=self._our_wscale() if offer else None))
+            if self.snd_max == self.iss:  # Karn: only the first SYN is timed
+                self._timing = ((self.iss + 1) & SEQ_MASK, now)
             self._advance(self.iss, 1)
-            self._timing = self._timing or (self.snd_nxt, now)
         elif self.state in _SENDING:
             if self._resend_owed:
                 self._resend_first(out)
+            if self._probe_owed:
+                self._probe(out)
             self._send_data(now, out)
-        if self._ack_owed:
+        if self._dup_acks_owed:  # each the same: the segment we wait for
+            ack = self._packet(self.snd_nxt, ACK)
+            out += [ack] * min(self._dup_acks_owed, 64)
+            self._dup_acks_owed = 0
+        elif self._ack_owed:
             out.append(self._packet(self.snd_nxt, ACK))
         if self.snd_max != self.snd_una and self._rto_at is None:
             self._rto_at = now + self.rto
@@ -421,9 +452,9 @@ class Connection:
             payload = bytes(self.send_buffer[offset:offset + n])
             last = n == unsent
             out.append(self._packet(seq, ACK | (PSH if last else 0), payload))
+            if self._timing is None and not seq_lt(seq, self.snd_max):  # Karn: new data
+                self._timing = ((seq + n) & SEQ_MASK, now)
             self._advance(seq, n)
-            if self._timing is None:
-                self._timing = (self.snd_nxt, now)
         if self.unsent and self.snd_wnd == 0 and self.snd_max == self.snd_una:
             if self._rto_at is None:
                 self._rto_at = now + self.rto  # the zero-window probe (persist) timer
@@ -436,6 +467,14 @@ class Connection:
               and self.unsent == 0):  # resending from SND.UNA reached the FIN again
             out.append(self._packet(self.snd_nxt, FIN | ACK))
             self._advance(self.snd_nxt, 1)
+
+    def _probe(self, out: list[bytes]) -> None:
+        """One byte at SND.UNA: new if nothing is in flight, else the same byte again."""
+        self._probe_owed = False
+        self.retransmitted += self.snd_max != self.snd_una
+        out.append(self._packet(self.snd_una, ACK, bytes(self.send_buffer[:1])))
+        if self.snd_max == self.snd_una:
+            self._advance(self.snd_una, 1)
 
     def _advance(self, seq: int, n: int) -> None:
         self.snd_nxt = (seq + n) & SEQ_MASK
@@ -492,8 +531,11 @@ class Connection:
             return
         self._retries += 1
         self.rto = min(self.rto * 2, TCP_MAX_RTO)
-        if self.snd_max == self.snd_una and self.unsent and self.snd_wnd == 0:
-            self.snd_wnd = 1  # a one-byte probe of the zero window; the ACK resets it
+        if self.snd_wnd == 0 and self.send_buffer and self.state in _SENDING:
+            # The persist timer (RFC 9293 3.8.6.1): probe the zero window with one byte,
+            # backing off, for as long as the peer answers (its ACKs reset the count).
+            self._probe_owed = True
+            self._timing = None
             return
         if self.state in (State.SYN_SENT, State.SYN_RECEIVED):
             self.snd_nxt = self.iss
