@@ -364,7 +364,7 @@ def test_handshake_flood_keeps_handshakes_going(tmp_path: Path) -> None:
             t0 = time.monotonic()
             took = None
             try:
-                while time.monotonic() - t0 < 3 * REKEY_TIMEOUT:
+                while time.monotonic() - t0 < 4 * REKEY_TIMEOUT:
                     shown = da.wg("show", da.ifname, "latest-handshakes").stdout
                     if any(line.split()[1] != "0" for line in shown.splitlines()
                            if line.startswith(b64(db.public_key))):
@@ -392,7 +392,11 @@ def test_handshake_flood_keeps_handshakes_going(tmp_path: Path) -> None:
               f"RSS +{rss_max - rss0} KiB; drops {dict(drops)}")
         assert da.alive()
         assert result["replies"].get("3", 0) > 0  # cookie replies
-        assert took is not None and took <= 2 * REKEY_TIMEOUT
+        # The first initiation earns a cookie, the retry REKEY_TIMEOUT later carries mac2
+        # and is answered; one more retry is allowed for the datagram the flood may push out
+        # of a full receive buffer (20,000/s on the pure path: stop 23 measured 5.9, 6.5 and
+        # 12.0 s here, and 7.8 and 11.7 s on 1514fce, before the datapath thread).
+        assert took is not None and took <= 3 * REKEY_TIMEOUT
         assert "responses" in blast, f"the single source got no cookie: {blast}"
         # Per-source limit: BURST at once, then RATE_PER_SOURCE a second (+1 for rounding).
         allowed = BURST + RATE_PER_SOURCE * blast["window_ms"] / 1000 + 1
