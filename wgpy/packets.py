@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import ipaddress
 import struct
+import sys
+from array import array
 from dataclasses import dataclass
 
 __all__ = [
@@ -33,15 +35,20 @@ ICMP_ECHO_REQUEST = 8
 
 _IPV4 = struct.Struct("!BBHHHBBH4s4s")  # RFC 791 header without options
 _ICMP_ECHO = struct.Struct("!BBHHH")  # type, code, checksum, identifier, sequence
+_SWAP = sys.byteorder == "little"
 
 
 def internet_checksum(data: bytes) -> int:
-    """RFC 1071: the one's complement of the one's-complement sum of 16-bit words."""
+    """RFC 1071: the one's complement of the one's-complement sum of 16-bit words, summed
+    in native order by `array` and byte-swapped at the end on a little-endian host (RFC 1071
+    2(B): the sum does not depend on byte order)."""
     if len(data) % 2:
         data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total = sum(array("H", data))
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)
+    if _SWAP:
+        total = ((total & 0xFF) << 8) | (total >> 8)
     return ~total & 0xFFFF
 
 

@@ -349,6 +349,7 @@ class _Transport(asyncio.Transport):
         self._pending = bytearray()  # written by the program, not yet in the send buffer
         self._paused = self._eof = self._lost = self._closing = self._started = False
         self._scheduled = False
+        self._paused_reading = False
         self.task: asyncio.Task[Any] | None = None  # a server's handler, see Network._serve
         if connected is None:
             self._start()
@@ -401,8 +402,6 @@ class _Transport(asyncio.Transport):
             self._network._transports.pop(conn, None)
             exc = _error(conn) if error is not None and not conn.peer_closed else None
             self._protocol.connection_lost(exc)
-
-    _paused_reading = False
 
     def pause_reading(self) -> None:
         self._paused_reading = True

@@ -13,19 +13,17 @@ for us). The tunnel's MTU is known to both ends, so the stack never sends fragme
 `tcp_packet` and `udp_packet` build what the stack sends: a 20-byte IPv4 header (DF set,
 TTL 64) or a 40-byte IPv6 header (hop limit 64) and the transport header with its checksum.
 
-The checksum is RFC 1071's one's-complement sum, taken over native-order 16-bit words by
-`array` and byte-swapped at the end on a little-endian host (RFC 1071 section 2(B): the sum
-is independent of byte order), which keeps the per-packet work in C.
+The checksum is the project's one (`wgpy.packets.internet_checksum`, summed by `array`
+in C).
 """
 
 from __future__ import annotations
 
 import struct
-import sys
-from array import array
 from dataclasses import dataclass
 
 from wgpy.constants import IPV4_HEADER_MIN, IPV6_HEADER_SIZE, TCP_HEADER_MIN, UDP_HEADER_SIZE
+from wgpy.packets import internet_checksum
 
 __all__ = ["PROTO_TCP", "PROTO_UDP", "Inbound", "checksum", "parse", "tcp_packet",
            "udp_packet"]
@@ -38,20 +36,11 @@ _DF = 0x4000
 _IPV4 = struct.Struct("!BBHHHBBH4s4s")
 _IPV6 = struct.Struct("!IHBB16s16s")
 _UDP = struct.Struct("!HHHH")
-_SWAP = sys.byteorder == "little"
 
 
 def checksum(*parts: bytes) -> int:
-    """RFC 1071 over the concatenation of `parts` (each but the last of even length)."""
-    data = b"".join(parts)
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(array("H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    if _SWAP:
-        total = ((total & 0xFF) << 8) | (total >> 8)
-    return ~total & 0xFFFF
+    """RFC 1071 (`wgpy.packets.internet_checksum`) over the concatenation of `parts`."""
+    return internet_checksum(b"".join(parts))
 
 
 def _pseudo(src: bytes, dst: bytes, proto: int, length: int) -> bytes:

@@ -60,6 +60,7 @@ class Stack:
     def __init__(self, addresses: Sequence[str], mtu: int,
                  isn: Callable[[], int] = lambda: secrets.randbits(32)) -> None:
         self.addresses = [ipaddress.ip_address(a) for a in addresses]
+        self._ours = {a.packed for a in self.addresses}  # per packet: no address objects
         self.mtu = mtu
         self._isn = isn
         self.connections: dict[_Key, Connection] = {}
@@ -133,7 +134,7 @@ class Stack:
         except ValueError as exc:
             self.drops[str(exc)] += 1
             return None
-        if ipaddress.ip_address(inbound.dst) not in self.addresses:
+        if inbound.dst not in self._ours:
             self.drops["not our address"] += 1
             return None
         if inbound.proto == ip.PROTO_UDP:
@@ -173,7 +174,7 @@ class Stack:
     def _answer_ping(self, packet: bytes) -> None:
         """A host answers an ICMP echo request to its address (IPv4; RFC 1122 3.2.2.6)."""
         try:
-            if ipaddress.ip_address(packet[16:20]) not in self.addresses:
+            if packet[16:20] not in self._ours:
                 raise ValueError("not our address")
             self._pending.append(echo_reply_for(packet))
         except ValueError as exc:
